@@ -1,0 +1,29 @@
+"""Errors of the data package; each names the file or shard at fault."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# Long problem lists are cut in the message (all stay in .problems).
+_SHOWN = 50
+
+
+class DatasetError(ValueError):
+    """A dataset (source or prepared) is unusable; ``problems`` lists every reason found."""
+
+    def __init__(self, summary: str, problems: Sequence[str] = ()) -> None:
+        self.summary = summary
+        self.problems: list[str] = list(problems)
+        lines = [summary]
+        lines += [f"  - {p}" for p in self.problems[:_SHOWN]]
+        if len(self.problems) > _SHOWN:
+            lines.append(f"  ... and {len(self.problems) - _SHOWN} more")
+        super().__init__("\n".join(lines))
+
+
+class ShardError(DatasetError):
+    """A prepared shard is missing, truncated, corrupted or does not match the manifest."""
+
+    def __init__(self, shard: str, reason: str) -> None:
+        self.shard = shard
+        super().__init__(f"shard {shard}: {reason}", [f"{shard}: {reason}"])

@@ -1,0 +1,98 @@
+"""LPIPS (AlexNet) built strictly offline, with per-pixel maps for region averaging.
+
+The lpips package would fetch torchvision's ImageNet AlexNet on first use; here the network is
+built untrained and both weight files (the AlexNet trunk from the torch hub cache, the linear
+calibration layers shipped inside the lpips package) are loaded with `weights_only=True`.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import lpips
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
+
+
+class LPIPSUnavailableError(RuntimeError):
+    """LPIPS was required but the pretrained AlexNet weights are not on this machine."""
+
+
+def lpips_weights_path() -> Path:
+    """Where torchvision keeps (and LPIPS needs) the pretrained AlexNet weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+
+
+def lpips_available() -> bool:
+    return lpips_weights_path().is_file()
+
+
+def unavailable_message() -> str:
+    path = lpips_weights_path()
+    return (
+        f"LPIPS needs torchvision's pretrained AlexNet weights, file {ALEXNET_FILE}, at {path} "
+        f"(torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it). It is not there and nothing is "
+        f"downloaded at run time. On a machine with internet access run "
+        f"`python -c \"import torchvision; torchvision.models.alexnet(weights='IMAGENET1K_V1')\"` "
+        f"(it saves the file under that machine's torch.hub.get_dir()/checkpoints), or download {ALEXNET_URL}; "
+        f"then copy {ALEXNET_FILE} to {path}."
+    )
+
+
+def _lpips_linear_weights() -> Path:
+    return Path(lpips.__file__).resolve().parent / "weights" / "v0.1" / "alex.pth"
+
+
+def build_lpips(pretrained_backbone: bool, device: str | torch.device = "cpu") -> lpips.LPIPS:
+    """LPIPS-AlexNet v0.1; an untrained trunk when `pretrained_backbone` is False (plumbing tests only)."""
+    if pretrained_backbone and not lpips_available():
+        raise LPIPSUnavailableError(unavailable_message())
+    # Random initialisation below must not shift the caller's RNG stream (training reproducibility).
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's deprecation notice for lpips's `pretrained=` call
+        model = lpips.LPIPS(net="alex", pretrained=False, pnet_rand=True, verbose=False)
+    linear = torch.load(_lpips_linear_weights(), map_location="cpu", weights_only=True)
+    # The file holds the linear layers only (lin0..lin4; `lins.*` are aliases of the same modules).
+    expected = {key for key in model.state_dict() if key.startswith("lin") and not key.startswith("lins.")}
+    if set(linear) != expected:
+        raise RuntimeError(f"{_lpips_linear_weights()}: expected LPIPS linear layers {sorted(expected)}, "
+                           f"found {sorted(linear)}")
+    model.load_state_dict(linear, strict=False)
+    if pretrained_backbone:
+        path = lpips_weights_path()
+        try:
+            trunk = torch.load(path, map_location="cpu", weights_only=True)
+            # lpips slices keep torchvision's layer indices: net.sliceK.<i>.weight <- features.<i>.weight
+            state = {name: trunk["features." + name.split(".", 1)[1]] for name in model.net.state_dict()}
+            model.net.load_state_dict(state)
+        except Exception as error:  # unreadable, truncated or not AlexNet: same remedy
+            raise LPIPSUnavailableError(f"{path} is not a usable AlexNet weights file ({error}). "
+                                        + unavailable_message()) from None
+    model.requires_grad_(False)
+    return model.eval().to(device)
+
+
+def lpips_layer_maps(model: lpips.LPIPS, x: Tensor, y: Tensor) -> list[Tensor]:
+    """Per-layer LPIPS distance maps (B, 1, h_l, w_l) for images in [0, 1]; their spatial means sum to LPIPS."""
+    feats_x = model.net(model.scaling_layer(2 * x - 1))
+    feats_y = model.net(model.scaling_layer(2 * y - 1))
+    maps = []
+    for layer, (fx, fy) in enumerate(zip(feats_x, feats_y)):
+        diff = (lpips.normalize_tensor(fx) - lpips.normalize_tensor(fy)) ** 2
+        maps.append(model.lins[layer](diff))
+    return maps
+
+
+def lpips_scores(model: lpips.LPIPS, x: Tensor, y: Tensor, region: Tensor | None = None) -> Tensor:
+    """Per-image LPIPS (B,); with `region`, each layer map is upsampled to the image (as lpips's spatial
+    mode does) and averaged over the region's pixels."""
+    maps = lpips_layer_maps(model, x, y)
+    if region is None:
+        return torch.stack([m.mean(dim=(1, 2, 3)) for m in maps]).sum(0)
+    size = x.shape[-2:]
+    total = sum(F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps)
+    return (total * region).sum(dim=(1, 2, 3)) / region.sum(dim=(1, 2, 3))

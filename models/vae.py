@@ -1,0 +1,212 @@
+"""The face VAE of arXiv 2112.02139: a conv encoder, an image decoder and an optional mask decoder.
+
+Sizes follow the encoder's pooling chain (floor-halving down to 1 px), so the decoder mirrors it
+exactly at any supported resolution (144 px: 1, 2, 4, 9, 18, 36, 72, 144).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+# The paper's 144 px network: seven encoder groups (each ends in a 2x2 max-pool) and seven decoder stages.
+ENCODER_GROUPS: tuple[tuple[int, ...], ...] = ((32, 32), (64, 64), (128, 128), (256, 256), (256,), (256,), (512,))
+DECODER_FILTERS: tuple[int, ...] = (256, 256, 256, 128, 64, 32, 32)
+MASK_DECODER_FILTERS = 32
+DENSE_UNITS = 512
+MIN_IMAGE_SIZE = 8
+MAX_STAGES = len(ENCODER_GROUPS)
+
+
+@dataclass
+class VAEOutput:
+    """Everything one forward pass produces; `output` is what losses and metrics see."""
+
+    recon: Tensor
+    mask_logits: Tensor | None
+    mask_pred: Tensor | None
+    mean: Tensor
+    log_scale: Tensor
+    z: Tensor
+    output: Tensor
+
+
+def pool_chain(image_size: int) -> list[int]:
+    """Spatial sizes through the encoder: floor-halving until 1 (144 -> [144, 72, 36, 18, 9, 4, 2, 1])."""
+    if not isinstance(image_size, int) or isinstance(image_size, bool):
+        raise ValueError(f"image_size must be an integer, got {image_size!r}")
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size={image_size} is too small: the model needs at least {MIN_IMAGE_SIZE} px")
+    chain = [image_size]
+    while chain[-1] > 1:
+        chain.append(chain[-1] // 2)
+    if len(chain) - 1 > MAX_STAGES:
+        raise ValueError(
+            f"image_size={image_size} needs {len(chain) - 1} pooling stages; the network has at most {MAX_STAGES} "
+            f"(largest supported size: {2 ** (MAX_STAGES + 1) - 1} px)"
+        )
+    return chain
+
+
+def scaled(filters: int, width: float) -> int:
+    return max(1, round(filters * width))
+
+
+class ConvBlock(nn.Sequential):
+    """3x3 conv, BatchNorm, ELU. No conv bias: BatchNorm's shift makes it redundant."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ELU(inplace=True),
+        )
+
+
+class Encoder(nn.Module):
+    def __init__(self, groups: list[tuple[int, ...]], in_channels: int, dense_units: int, latent_dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for group in groups:
+            for filters in group:
+                layers.append(ConvBlock(channels, filters))
+                channels = filters
+            # floor mode, so odd sizes shrink like the chain says (9 -> 4)
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.dense = nn.Sequential(nn.Linear(channels, dense_units), nn.ELU(inplace=True))
+        self.mean = nn.Linear(dense_units, latent_dim)
+        self.log_scale = nn.Linear(dense_units, latent_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        hidden = self.dense(torch.flatten(self.features(x), 1))
+        return self.mean(hidden), self.log_scale(hidden)
+
+
+class UpStage(nn.Module):
+    """Transposed 3x3 stride-2 conv to an exact target size, then a conv block."""
+
+    def __init__(self, in_channels: int, out_channels: int, in_size: int, out_size: int) -> None:
+        super().__init__()
+        # (in-1)*2 - 2p + 3 + op: p=1, op=1 doubles; p=0, op=0 gives 2*in + 1.
+        padding, output_padding = {2 * in_size: (1, 1), 2 * in_size + 1: (0, 0)}[out_size]
+        self.up = nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=padding,
+                                     output_padding=output_padding)
+        self.block = ConvBlock(out_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.block(self.up(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self, latent_dim: int, filters: list[int], sizes: list[int], out_channels: int) -> None:
+        super().__init__()
+        stages = []
+        channels = latent_dim
+        for stage_filters, in_size, out_size in zip(filters, sizes[:-1], sizes[1:]):
+            stages.append(UpStage(channels, stage_filters, in_size, out_size))
+            channels = stage_filters
+        self.stages = nn.ModuleList(stages)
+        self.head = nn.Conv2d(channels, out_channels, 3, padding=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Pre-activation output (the caller applies the sigmoid)."""
+        x = z.reshape(z.shape[0], z.shape[1], 1, 1)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
+
+
+class FaceVAE(nn.Module):
+    """VAE with an image decoder and, when `use_mask`, a face-mask decoder.
+
+    `width` scales every filter count (and the 512-unit dense layer); `latent_dim` is separate.
+    """
+
+    def __init__(self, image_size: int = 144, width: float = 1.0, latent_dim: int = 512,
+                 use_mask: bool = True, in_channels: int = 3) -> None:
+        super().__init__()
+        chain = pool_chain(image_size)
+        if not width > 0:
+            raise ValueError(f"width must be positive, got {width!r}")
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be at least 1, got {latent_dim!r}")
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be at least 1, got {in_channels!r}")
+        stages = len(chain) - 1
+        # Fewer stages than the paper: keep its first groups and its final 512 group,
+        # and the decoder's last (finest) filters, so the 1x1 bottleneck stays 512 wide.
+        groups = [*ENCODER_GROUPS[: stages - 1], ENCODER_GROUPS[-1]]
+        groups = [tuple(scaled(f, width) for f in group) for group in groups]
+        decoder_filters = [scaled(f, width) for f in DECODER_FILTERS[-stages:]]
+        sizes = chain[::-1]
+
+        self.image_size = image_size
+        self.width = float(width)
+        self.latent_dim = int(latent_dim)
+        self.use_mask = bool(use_mask)
+        self.in_channels = int(in_channels)
+        self.encoder = Encoder(groups, in_channels, scaled(DENSE_UNITS, width), latent_dim)
+        self.decoder = Decoder(latent_dim, decoder_filters, sizes, in_channels)
+        self.mask_decoder = (
+            Decoder(latent_dim, [scaled(MASK_DECODER_FILTERS, width)] * stages, sizes, 1) if use_mask else None
+        )
+
+    pool_chain = staticmethod(pool_chain)
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """Constructor arguments: `FaceVAE(**model.hyperparameters)` rebuilds the same network."""
+        return {
+            "image_size": self.image_size,
+            "width": self.width,
+            "latent_dim": self.latent_dim,
+            "use_mask": self.use_mask,
+            "in_channels": self.in_channels,
+        }
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and log standard deviation."""
+        expected = (self.in_channels, self.image_size, self.image_size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"images must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Image in (0, 1) and mask logits (None without a mask decoder)."""
+        recon = torch.sigmoid(self.decoder(z))
+        mask_logits = self.mask_decoder(z) if self.mask_decoder is not None else None
+        return recon, mask_logits
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, sample: bool = True) -> VAEOutput:
+        """Encode, sample (or take the mean), decode and compose.
+
+        Mask model: with `mask` (ground truth, training) the output is `recon*mask + x*(1-mask)`, so the
+        reconstruction loss sees only face pixels; without it, the predicted mask probability composes.
+        No-mask model: the output is the reconstruction and `mask` is ignored.
+        """
+        mean, log_scale = self.encode(x)
+        # Standard reparameterisation: the head predicts log(std), so the noise is scaled by exp().
+        z = mean + torch.randn_like(mean) * torch.exp(log_scale) if sample else mean
+        recon, mask_logits = self.decode(z)
+        mask_pred = torch.sigmoid(mask_logits) if mask_logits is not None else None
+        if mask_pred is None:
+            output = recon
+        else:
+            if mask is None:
+                composing = mask_pred
+            else:
+                expected = (x.shape[0], 1, x.shape[2], x.shape[3])
+                if tuple(mask.shape) != expected:
+                    raise ValueError(f"mask must have shape {expected}, got {tuple(mask.shape)}")
+                composing = mask.to(recon.dtype)
+            output = recon * composing + x * (1 - composing)
+        return VAEOutput(recon=recon, mask_logits=mask_logits, mask_pred=mask_pred, mean=mean,
+                         log_scale=log_scale, z=z, output=output)
+
+    def predict(self, x: Tensor) -> VAEOutput:
+        """Deterministic reconstruction (z = mean) composed with the predicted mask probability."""
+        return self.forward(x, mask=None, sample=False)

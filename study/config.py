@@ -1,0 +1,88 @@
+"""Typed configuration for one training run. Every field is documented where it is declared."""
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .hypotheses import Hypothesis, parse_hypothesis
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(StrictModel):
+    width: float = Field(1.0, gt=0, le=4, description="Multiplier on every filter count; 1.0 is the paper's network.")
+    latent_dim: int = Field(512, ge=2, le=4096, description="Size of the latent code (the paper uses 512).")
+
+
+class LossConfig(StrictModel):
+    """The paper's weights are the defaults (fix 2: they are configuration, not constants)."""
+
+    ssim: float = Field(1.0, ge=0, description="Weight of the 1-SSIM term.")
+    l1: float = Field(4.0, ge=0, description="Weight of the mean absolute error term.")
+    l2: float = Field(100.0, ge=0, description="Weight of the mean squared error term.")
+    mask: float = Field(1.0, ge=0, description="Weight of the mask decoder's BCE + Dice loss (mask hypotheses only).")
+
+
+class TrainConfig(StrictModel):
+    hypothesis: str = Field("ssim+l2/mask", description="Reconstruction loss and mask use, e.g. 'ssim+l2/mask' or 'l1/nomask'.")
+    epochs: int = Field(10, ge=1, le=10_000, description="Training epochs.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Mini-batch size (paper: 32).")
+    lr: float = Field(1e-4, gt=0, lt=1, description="Adam learning rate (paper: 1e-4).")
+    kl_weight: float = Field(1e-3, ge=0, le=100, description="Weight of the KL term on the per-dimension mean KL (paper: 1e-3).")
+    reference_kl_weight: float = Field(
+        1e-3, ge=0, description="KL weight of the fixed rate-distortion objective reported as val_objective (not the training weight)."
+    )
+    grad_clip_norm: float | None = Field(1e-3, gt=0, description="Global gradient-norm clip (paper: 1e-3); null disables it.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Network size.")
+    loss_weights: LossConfig = Field(default_factory=LossConfig, description="Weights of the loss terms.")
+    seed: int = Field(0, ge=0, description="Seed for initialisation, sampling and data order.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present, else CPU.")
+    fast_path: bool = Field(True, description="On CUDA: bf16 autocast and channels_last. Ignored on CPU.")
+    max_train_batches: int | None = Field(None, ge=1, description="Cap on training batches per epoch (quick runs); null = all.")
+    max_val_batches: int | None = Field(None, ge=1, description="Cap on validation batches per epoch; null = all.")
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints the trainer keeps on disk.")
+    progress: bool = Field(False, description="Show a progress bar per epoch.")
+    sample_faces: int = Field(8, ge=0, le=64, description="Validation faces drawn into samples.png in every checkpoint (0: none).")
+
+    @field_validator("hypothesis")
+    @classmethod
+    def _known_hypothesis(cls, value: str) -> str:
+        return parse_hypothesis(value).name
+
+    @property
+    def parsed_hypothesis(self) -> Hypothesis:
+        return parse_hypothesis(self.hypothesis)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        return validated(cls, json.loads(text), source="training config")
+
+
+def validation_problems(error: ValidationError) -> list[str]:
+    """One line per problem, each naming the dotted field path."""
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(root)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        problems.append(f"{field}: {message}")
+    return problems
+
+
+def validated(model_cls: type[StrictModel], values: dict[str, Any], *, source: str = "config"):
+    """Build `model_cls` or raise ConfigError listing every bad field at once."""
+    try:
+        return model_cls.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(validation_problems(error), source=source) from None

@@ -1,0 +1,22 @@
+"""Errors that the CLI turns into a clear message and exit status 2."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class UserInputError(ValueError):
+    """Bad input from the user (config, CLI argument, file). Carries every problem found."""
+
+    def __init__(self, problems: Iterable[str], *, title: str = "invalid input"):
+        self.problems = list(problems)
+        self.title = title
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"{self.title}:"] + [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+class ConfigError(UserInputError):
+    def __init__(self, problems: Iterable[str], *, source: str = "config"):
+        super().__init__(problems, title=f"invalid {source}")

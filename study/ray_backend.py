@@ -1,0 +1,355 @@
+"""Every Ray call in maskvae lives here (Ray's API moves between releases).
+
+The trainables are a few lines around `train()`; the searcher wraps `HypothesisSearch`; the
+scheduler gives each hypothesis its own ASHA so trials only compete within their hypothesis.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune import Callback, Checkpoint
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from .events import TrialListener
+from .search import HypothesisSearch
+from .study_config import RayConfig, StudyConfig
+
+TUNE_EXPERIMENT = "tune"
+FINAL_EXPERIMENT = "final"
+_DATA_CACHE: dict[str, Any] = {}
+
+
+# ------------------------------------------------------------------------------------------
+# Cluster connection
+
+def start_ray(config: RayConfig) -> str | None:
+    """Connect to `config.address` or start local Ray; returns the dashboard URL (localhost only)."""
+    if not ray.is_initialized():
+        if config.address:
+            ray.init(address=config.address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=config.num_cpus, include_dashboard=config.dashboard, dashboard_host="127.0.0.1",
+                     dashboard_port=config.dashboard_port, log_to_driver=False, configure_logging=False)
+    url = ray.get_runtime_context().dashboard_url if hasattr(ray.get_runtime_context(), "dashboard_url") else None
+    if not url:
+        try:
+            url = ray.worker.get_dashboard_url()
+        except Exception:
+            url = None
+    return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def stop_ray() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def node_id() -> str:
+    return ray.get_runtime_context().get_node_id()
+
+
+# ------------------------------------------------------------------------------------------
+# Trainables: a few lines each around train() / evaluation.
+
+def _dataset(path: str):
+    """One FaceData per worker process (memory-mapped shards), reused across trials with actor reuse."""
+    from data.loader import FaceData
+
+    if path not in _DATA_CACHE:
+        _DATA_CACHE[path] = FaceData.load(path)
+    return _DATA_CACHE[path]
+
+
+def _report_to_tune(metrics: dict[str, float], checkpoint_dir: Path) -> None:
+    tune.report({**metrics, "node_id": node_id()}, checkpoint=Checkpoint.from_directory(str(checkpoint_dir)))
+
+
+def tune_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str) -> None:
+    from .trainer import train
+
+    study = StudyConfig.model_validate_json(study_json)
+    config = study.train_config(trial_config["hypothesis"], trial_config["kl_weight"], trial_config["lr"],
+                                                seed=study.search.seed)
+    checkpoint = tune.get_checkpoint()
+    with tempfile.TemporaryDirectory(prefix="maskvae-trial-") as workdir:
+        if checkpoint is None:
+            train(config, _dataset(data_path), _report_to_tune, workdir=Path(workdir))
+        else:
+            with checkpoint.as_directory() as resume_dir:
+                train(config, _dataset(data_path), _report_to_tune, checkpoint=Path(resume_dir), workdir=Path(workdir))
+
+
+def final_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str) -> None:
+    from .final_run import run_final
+
+    study = StudyConfig.model_validate_json(study_json)
+    checkpoint = tune.get_checkpoint()
+    with tempfile.TemporaryDirectory(prefix="maskvae-final-") as workdir:
+        if checkpoint is None:
+            run_final(study, trial_config["run"], _dataset(data_path), _report_to_tune, Path(workdir), None)
+        else:
+            with checkpoint.as_directory() as resume_dir:
+                run_final(study, trial_config["run"], _dataset(data_path), _report_to_tune, Path(workdir), Path(resume_dir))
+
+
+# ------------------------------------------------------------------------------------------
+# Search and scheduling
+
+class HypothesisSearcher(Searcher):
+    """Ray's view of HypothesisSearch: suggestions round-robin, results to their own Optuna study."""
+
+    def __init__(self, search: HypothesisSearch, metric: str, mode: str, secondary_metric: str | None = None):
+        super().__init__(metric=metric, mode=mode)
+        self.search = search
+        self.secondary_metric = secondary_metric
+
+    def suggest(self, trial_id: str):
+        suggestion = self.search.suggest(trial_id)
+        return Searcher.FINISHED if suggestion is None else suggestion
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        values = None
+        if result and not error:
+            names = [self.metric] + ([self.secondary_metric] if self.secondary_metric else [])
+            values = [_as_float(result.get(name)) for name in names]
+        self.search.complete(trial_id, values)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump({"search": self.search.state(), "secondary_metric": self.secondary_metric}, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        # The experiment directory is written by maskvae itself (trusted, like Tuner.restore requires).
+        with open(checkpoint_path, "rb") as handle:
+            state = pickle.load(handle)
+        self.search = HypothesisSearch.from_state(state["search"])
+        self.secondary_metric = state["secondary_metric"]
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class PerHypothesisScheduler(FIFOScheduler):
+    """One ASHA per hypothesis: a trial is only ever compared with trials of its own hypothesis."""
+
+    def __init__(self, max_t: int, grace_period: int, reduction_factor: float, metric: str, mode: str):
+        super().__init__()
+        self._settings = dict(time_attr="epoch", max_t=max_t, grace_period=grace_period,
+                              reduction_factor=reduction_factor, metric=metric, mode=mode)
+        self._metric, self._mode = metric, mode
+        self._by_hypothesis: dict[str, AsyncHyperBandScheduler] = {}
+
+    def _for(self, trial) -> AsyncHyperBandScheduler:
+        hypothesis = trial.config["hypothesis"]
+        if hypothesis not in self._by_hypothesis:
+            self._by_hypothesis[hypothesis] = AsyncHyperBandScheduler(**self._settings)
+        return self._by_hypothesis[hypothesis]
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._for(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result) -> str:
+        if _as_float(result.get(self._metric)) is None:
+            return TrialScheduler.CONTINUE  # the trainer itself stops non-finite runs with a reason
+        return self._for(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result) -> None:
+        if result and _as_float(result.get(self._metric)) is not None:
+            self._for(trial).on_trial_complete(tune_controller, trial, result)
+        else:
+            self._for(trial).on_trial_remove(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._for(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "; ".join(f"{h}: {s.debug_string()}" for h, s in self._by_hypothesis.items())
+
+
+# ------------------------------------------------------------------------------------------
+# Events -> listeners (MLflow, progress), from the driver
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Final-phase trials carry their settings under "run" (one grid point each); tuning trials are flat."""
+    return dict(config["run"]) if "run" in config else dict(config)
+
+
+class ListenerCallback(Callback):
+    def __init__(self, phase: str, listener: TrialListener):
+        self.phase = phase
+        self.listener = listener
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.listener.trial_started(self.phase, trial.trial_id, flat_config(trial.config), trial.num_failures + 1)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.listener.trial_started(self.phase, trial.trial_id, flat_config(trial.config), trial.num_failures + 1)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.listener.trial_result(self.phase, trial.trial_id, flat_config(trial.config), dict(result))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.listener.trial_finished(self.phase, trial.trial_id, flat_config(trial.config), "FINISHED", None,
+                                     dict(trial.last_result or {}), _checkpoint_path(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.listener.trial_finished(self.phase, trial.trial_id, flat_config(trial.config), "FAILED", _error_text(trial),
+                                     dict(trial.last_result or {}), _checkpoint_path(trial))
+
+
+def _checkpoint_path(trial) -> str | None:
+    checkpoint = trial.checkpoint
+    return checkpoint.path if checkpoint is not None else None
+
+
+def _error_text(trial) -> str:
+    try:
+        path = trial.error_file
+        if path and Path(path).exists():
+            lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+            return "\n".join(lines[-6:])
+    except Exception:
+        pass
+    return "trial failed (no error text recorded)"
+
+
+# ------------------------------------------------------------------------------------------
+# Tuners
+
+def _trial_dirname(trial) -> str:
+    config = flat_config(trial.config)
+    hypothesis = config.get("hypothesis", "trial").replace("/", "-").replace("+", "_")
+    suffix = f"-seed{config['seed']}" if "run" in trial.config else ""
+    return f"{hypothesis}{suffix}-{trial.trial_id}"
+
+
+def _trial_name(trial) -> str:
+    config = flat_config(trial.config)
+    suffix = f"/seed{config['seed']}" if "run" in trial.config else ""
+    return f"{config.get('hypothesis', 'trial')}{suffix}:{trial.trial_id}"
+
+
+def _resources(config: StudyConfig) -> dict[str, float]:
+    return {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
+
+
+def _run_config(config: StudyConfig, storage_path: str, name: str, callbacks: list[Callback]) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=name, storage_path=storage_path, callbacks=callbacks, verbose=0,
+        failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+    )
+
+
+def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listener: TrialListener) -> tune.Tuner:
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trial, study_json=config.model_dump_json(), data_path=data_path), _resources(config)
+    )
+    metric, mode = config.objective.metric, config.objective.mode
+    searcher = HypothesisSearcher(HypothesisSearch.from_config(config), metric, mode, config.objective.secondary_metric)
+    if config.scheduler.kind == "asha":
+        scheduler = PerHypothesisScheduler(config.train.epochs, config.scheduler.grace_period,
+                                           config.scheduler.reduction_factor, metric, mode)
+    else:
+        scheduler = FIFOScheduler()
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=config.total_trials, metric=metric, mode=mode,
+            reuse_actors=True, max_concurrent_trials=config.resources.max_concurrent_trials,
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=_run_config(config, storage_path, TUNE_EXPERIMENT, [ListenerCallback("tune", listener)]),
+    )
+
+
+def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str, storage_path: str,
+                listener: TrialListener) -> tune.Tuner:
+    trainable = tune.with_resources(
+        tune.with_parameters(final_trial, study_json=config.model_dump_json(), data_path=data_path), _resources(config)
+    )
+    return tune.Tuner(
+        trainable,
+        param_space={"run": tune.grid_search(runs)},
+        tune_config=tune.TuneConfig(
+            reuse_actors=True, max_concurrent_trials=config.resources.max_concurrent_trials,
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=_run_config(config, storage_path, FINAL_EXPERIMENT, [ListenerCallback("final", listener)]),
+    )
+
+
+def experiment_path(storage_path: str, name: str) -> str:
+    return f"{storage_path.rstrip('/')}/{name}"
+
+
+def can_restore(storage_path: str, name: str) -> bool:
+    return tune.Tuner.can_restore(experiment_path(storage_path, name))
+
+
+def restore_tuner(config: StudyConfig, storage_path: str, name: str, data_path: str, listener: TrialListener) -> tune.Tuner:
+    trial_fn = tune_trial if name == TUNE_EXPERIMENT else final_trial
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_fn, study_json=config.model_dump_json(), data_path=data_path), _resources(config)
+    )
+    tuner = tune.Tuner.restore(experiment_path(storage_path, name), trainable, resume_unfinished=True,
+                               resume_errored=True)
+    # Callbacks are not restored with the tuner: re-attach the driver's listeners.
+    tuner._local_tuner._run_config.callbacks = [ListenerCallback(name, listener)]
+    return tuner
+
+
+def fit(tuner: tune.Tuner) -> list[dict[str, Any]]:
+    """Run (or finish) a tuner; one plain dict per trial: config, last metrics, checkpoint path, error."""
+    grid = tuner.fit()
+    return [_result_row(result) for result in grid]
+
+
+def results(storage_path: str, name: str, with_history: bool = False) -> list[dict[str, Any]]:
+    """The recorded results of an experiment, without running anything (optionally every epoch's)."""
+    analysis = tune.ExperimentAnalysis(experiment_path(storage_path, name))
+    frames = analysis.trial_dataframes if with_history else {}
+    rows = []
+    for trial in analysis.trials:
+        history = frames.get(trial.path)
+        rows.append({
+            "history": history.to_dict("records") if history is not None else [],
+            "trial_id": trial.trial_id, "config": flat_config(trial.config), "metrics": dict(trial.last_result or {}),
+            "checkpoint": trial.checkpoint, "status": trial.status,
+            "error": _error_text(trial) if trial.status == "ERROR" else None, "path": trial.path,
+        })
+    return rows
+
+
+def local_checkpoint(checkpoint: Checkpoint, destination: Path) -> Path:
+    """A local directory with the checkpoint's files (downloaded when storage is an object store)."""
+    import pyarrow.fs
+
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        return Path(checkpoint.path)
+    return Path(checkpoint.to_directory(str(destination)))
+
+
+def _result_row(result) -> dict[str, Any]:
+    return {
+        "trial_id": result.metrics.get("trial_id") if result.metrics else None,
+        "config": flat_config(result.config or {}), "metrics": dict(result.metrics or {}),
+        "checkpoint": result.checkpoint,
+        "status": "ERROR" if result.error else "TERMINATED",
+        "error": str(result.error) if result.error else None, "path": result.path,
+    }

@@ -1,0 +1,281 @@
+"""Every MLflow call in maskvae lives here (MLflow's API moves between releases).
+
+Written from the driver only, so MLflow's default SQLite store is safe. A tracking failure in the
+middle of a study never stops training: the tracker warns once, keeps going, and
+`maskvae study sync-mlflow DIR` backfills from the Ray experiment directory later.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import UserInputError
+
+T = TypeVar("T")
+ROLE_TAG = "maskvae.role"
+STUDY_TAG = "maskvae.study_id"
+HYPOTHESIS_TAG = "maskvae.hypothesis"
+TRIAL_TAG = "maskvae.trial_key"
+PARENT_TAG = "mlflow.parentRunId"
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+
+class TrackingUnavailableError(UserInputError):
+    def __init__(self, uri: str, reason: str):
+        super().__init__([f"mlflow.tracking_uri: {uri}: {reason}"], title="MLflow tracking server unreachable")
+
+
+def _client(uri: str | None):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def resolved_tracking_uri(uri: str | None) -> str:
+    import mlflow
+
+    if uri:
+        return uri
+    return mlflow.get_tracking_uri()
+
+
+def _call_with_timeout(fn: Callable[[], T], timeout: float) -> T:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as error:  # re-raised in the caller's thread
+            box["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"no answer within {timeout:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def preflight(uri: str | None, timeout: float = 10.0) -> str:
+    """Fail fast (within `timeout`) when the tracking store cannot be reached; returns the resolved URI."""
+    resolved = resolved_tracking_uri(uri)
+    # MLflow's own HTTP retries would outlast the preflight budget.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(timeout))))
+    try:
+        _call_with_timeout(lambda: _client(resolved).search_experiments(max_results=1), timeout)
+    except Exception as error:  # any failure here means "cannot track": say which and stop
+        raise TrackingUnavailableError(resolved, f"{error.__class__.__name__}: {str(error).splitlines()[0][:300]}") from None
+    return resolved
+
+
+def _finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    clean = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(value):
+            clean[key] = float(value)
+    return clean
+
+
+class MlflowTracker:
+    """Runs of one study: a parent run per hypothesis, nested child runs per trial and final seed."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str, study_id: str, *, warn: Callable[[str], None] = print):
+        self.uri = resolved_tracking_uri(tracking_uri)
+        self.experiment_name = experiment
+        self.study_id = study_id
+        self.warn = warn
+        self.degraded = False
+        self._client_obj = None
+        self._experiment_id: str | None = None
+        self._last_step: dict[str, int] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def client(self):
+        if self._client_obj is None:
+            self._client_obj = _client(self.uri)
+        return self._client_obj
+
+    def _safe(self, what: str, fn: Callable[[], T], default: T | None = None) -> T | None:
+        try:
+            return fn()
+        except Exception as error:
+            if not self.degraded:
+                self.warn(f"MLflow: {what} failed ({error.__class__.__name__}: {str(error).splitlines()[0][:200]}); "
+                          "training continues; run `maskvae study sync-mlflow DIR` later to backfill")
+            self.degraded = True
+            return default
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is None:
+                self._experiment_id = self.client.create_experiment(self.experiment_name, tags={STUDY_TAG: self.study_id})
+            else:
+                self._experiment_id = found.experiment_id
+        return self._experiment_id
+
+    def _find_run(self, tags: dict[str, str]):
+        clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=2)
+        return runs[0] if runs else None
+
+    # -- runs -------------------------------------------------------------------------------
+    def hypothesis_run(self, hypothesis: str, tags: dict[str, str]) -> str | None:
+        """The hypothesis's parent run, created once and re-attached afterwards."""
+        def work() -> str:
+            key = {STUDY_TAG: self.study_id, ROLE_TAG: "hypothesis", HYPOTHESIS_TAG: hypothesis}
+            found = self._find_run(key)
+            if found is not None:
+                return found.info.run_id
+            run = self.client.create_run(self.experiment_id, run_name=hypothesis, tags={**tags, **key})
+            return run.info.run_id
+
+        return self._safe(f"creating the run of {hypothesis}", work)
+
+    def child_run(self, parent_id: str | None, hypothesis: str, trial_key: str, run_name: str,
+                  params: dict[str, Any], tags: dict[str, str]) -> str | None:
+        """A nested run for one trial or final seed; re-attached (not duplicated) on retry or resume."""
+        def work() -> str:
+            key = {STUDY_TAG: self.study_id, TRIAL_TAG: trial_key}
+            found = self._find_run(key)
+            if found is not None:
+                run_id = found.info.run_id
+                if found.info.status != "RUNNING":
+                    self.client.update_run(run_id, status="RUNNING")
+                history = self.client.get_metric_history(run_id, "epoch")
+                self._last_step[run_id] = max((int(m.step) for m in history), default=0)
+                return run_id
+            all_tags = {**tags, **key, HYPOTHESIS_TAG: hypothesis}
+            if parent_id:
+                all_tags[PARENT_TAG] = parent_id
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+            self._log_params(run.info.run_id, params)
+            self._last_step[run.info.run_id] = 0
+            return run.info.run_id
+
+        return self._safe(f"creating run {run_name}", work)
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
+
+    def log_epoch(self, run_id: str | None, metrics: dict[str, Any], step: int) -> bool:
+        """One batched write per trial-epoch; a step already logged (a retried epoch) is skipped."""
+        if run_id is None or step <= self._last_step.get(run_id, 0):
+            return False
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, step) for k, v in _finite_metrics(metrics).items()]
+        done = self._safe("logging metrics", lambda: self.client.log_batch(run_id, metrics=batch) or True, False)
+        if done:
+            self._last_step[run_id] = step
+        return bool(done)
+
+    def log_values(self, run_id: str | None, metrics: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
+                   params: dict[str, Any] | None = None) -> None:
+        if run_id is None:
+            return
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        self._safe("logging results", lambda: self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in _finite_metrics(metrics or {}).items()],
+            params=[Param(k, str(v)) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        ))
+
+    def log_artifacts(self, run_id: str | None, local_dir: Path, artifact_path: str | None = None) -> None:
+        if run_id is None or not Path(local_dir).exists():
+            return
+        if Path(local_dir).is_file():
+            self._safe("uploading an artifact", lambda: self.client.log_artifact(run_id, str(local_dir), artifact_path))
+        else:
+            self._safe("uploading artifacts", lambda: self.client.log_artifacts(run_id, str(local_dir), artifact_path))
+
+    def end_run(self, run_id: str | None, status: str) -> None:
+        if run_id is None:
+            return
+        assert status in TERMINAL_STATUSES, status
+        self._safe("closing a run", lambda: self.client.set_terminated(run_id, status=status))
+
+    def report_run(self, tags: dict[str, str]) -> str | None:
+        def work() -> str:
+            key = {STUDY_TAG: self.study_id, ROLE_TAG: "report"}
+            found = self._find_run(key)
+            if found is not None:
+                return found.info.run_id
+            return self.client.create_run(self.experiment_id, run_name="report", tags={**tags, **key}).info.run_id
+
+        return self._safe("creating the report run", work)
+
+    def close_open_runs(self, status: str = "KILLED") -> int:
+        """Mark every RUNNING run of this study `status` (Ctrl-C, crash): nothing is left RUNNING."""
+        def work() -> int:
+            runs = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{self.study_id}' and attributes.status = 'RUNNING'",
+                max_results=5000,
+            )
+            for run in runs:
+                self.client.set_terminated(run.info.run_id, status=status)
+            return len(runs)
+
+        return self._safe("closing open runs", work, 0) or 0
+
+    def register_model(self, name: str, run_id: str, artifact_path: str, alias: str = "champion") -> str | None:
+        def work() -> str:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                self.client.create_registered_model(name, tags={STUDY_TAG: self.study_id})
+            except MlflowException as error:
+                if "already exists" not in str(error).lower() and "RESOURCE_ALREADY_EXISTS" not in str(error):
+                    raise
+            for existing in self.client.search_model_versions(f"name = '{name}'"):
+                if existing.run_id == run_id:  # re-publishing (sync, resume) must not add versions
+                    self.client.set_registered_model_alias(name, alias, existing.version)
+                    return str(existing.version)
+            source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+            version = self.client.create_model_version(name, source=source, run_id=run_id,
+                                                       tags={STUDY_TAG: self.study_id})
+            self.client.set_registered_model_alias(name, alias, version.version)
+            return str(version.version)
+
+        return self._safe(f"registering model {name}", work)
+
+    def study_runs(self) -> list[Any]:
+        return self.client.search_runs([self.experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{self.study_id}'",
+                                       max_results=10000)
+
+
+def download_model(uri: str, tracking_uri: str | None = None) -> Path:
+    """A local directory holding an exported model, from a path, `runs:/` or `models:/name@alias` URI."""
+    path = Path(uri)
+    if "://" not in uri and not uri.startswith(("models:", "runs:")):
+        return path
+    import mlflow
+
+    client = _client(resolved_tracking_uri(tracking_uri))
+    if uri.startswith("models:/"):
+        name, _, ref = uri[len("models:/"):].partition("@")
+        if ref:
+            version = client.get_model_version_by_alias(name, ref)
+        else:
+            name, _, number = uri[len("models:/"):].partition("/")
+            version = client.get_model_version(name, number)
+        uri = version.source
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=resolved_tracking_uri(tracking_uri)))

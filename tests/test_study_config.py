@@ -1,0 +1,83 @@
+"""Study configuration: presets load, every bad field is named at once, overrides work."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from study.config import TrainConfig, validated
+from study.errors import ConfigError
+from study.study_config import PRESETS, StudyConfig, apply_overrides, config_field_docs, load_study_config
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_shipped_preset_loads(preset):
+    config = load_study_config(preset, check_data=False)
+    assert len(config.hypotheses()) == 10
+    assert {h.name for h in config.hypotheses()} >= {"ssim+l2/mask", "l1/nomask"}
+
+
+def test_paper_preset_has_the_papers_settings():
+    config = load_study_config("paper", check_data=False)
+    assert config.search.trials_per_hypothesis == 16 and config.final.seeds == 3
+    assert config.scheduler.kind == "asha" and config.model.width == 1.0 and config.model.latent_dim == 512
+    weights = config.train.loss_weights
+    assert (weights.ssim, weights.l1, weights.l2) == (1.0, 4.0, 100.0)
+    assert config.train.batch_size == 32 and config.train.grad_clip_norm == 1e-3
+
+
+def test_all_problems_are_reported_together_naming_each_field(tmp_path):
+    bad = [
+        "grid.losses=[l1, l3]", "search.kl_weight.low=0.1", "search.kl_weight.high=0.01",
+        "search.trials_per_hypothesis=0", "resources.gpus_per_trial=1.5", "train.epochs=-1",
+        f"data.path={tmp_path / 'missing'}", "data.synthesize_if_missing=null", "nonsense.field=1",
+    ]
+    with pytest.raises(ConfigError) as caught:
+        load_study_config("smoke", overrides=bad)
+    text = str(caught.value)
+    for field in ("grid", "l3", "search.kl_weight", "search.trials_per_hypothesis", "resources", "train.epochs",
+                  "nonsense"):
+        assert field in text, (field, text)
+
+
+def test_unreadable_dataset_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="data.path"):
+        load_study_config("smoke", overrides=[f"data.path={tmp_path}/nope", "data.synthesize_if_missing=null"])
+
+
+def test_overrides_parse_yaml_values():
+    values = apply_overrides({"search": {"lr": {"low": 1}}}, ["search.lr.high=0.5", "grid.masks=[true]"])
+    assert values == {"search": {"lr": {"low": 1, "high": 0.5}}, "grid": {"masks": [True]}}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides({}, ["no-equals-sign"])
+
+
+def test_config_file_and_subset_grid(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("name: mine\ndata: {path: /x}\ngrid: {losses: [l1, ssim+l2], masks: [true]}\n")
+    config = load_study_config(None, path, check_data=False)
+    assert [h.name for h in config.hypotheses()] == ["l1/mask", "ssim+l2/mask"]
+    assert config.search.trials_per_hypothesis == 16  # schema default, not the smoke preset's
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        (tmp_path / "bad.yaml").write_text("a: [")
+        load_study_config(None, tmp_path / "bad.yaml")
+
+
+def test_every_field_is_documented():
+    undocumented = [field for field, doc in config_field_docs() if not doc]
+    assert undocumented == []
+
+
+def test_train_config_names_every_bad_field():
+    with pytest.raises(ConfigError) as caught:
+        validated(TrainConfig, {"hypothesis": "l4/mask", "epochs": 0, "lr": -1, "model": {"width": 0}})
+    text = str(caught.value)
+    for field in ("hypothesis", "epochs", "lr", "model.width"):
+        assert field in text
+
+
+def test_study_config_builds_trial_configs():
+    config = StudyConfig.model_validate({"data": {"path": "/x"}})
+    trial = config.train_config("ssim/nomask", kl_weight=0.01, lr=1e-4, seed=3)
+    assert (trial.hypothesis, trial.kl_weight, trial.lr, trial.seed) == ("ssim/nomask", 0.01, 1e-4, 3)
+    assert trial.reference_kl_weight == config.objective.reference_kl_weight
