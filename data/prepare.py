@@ -49,13 +49,13 @@ def decode_record(
             if img.format == "JPEG" and min(width, height) >= 4 * size:
                 img.draft("RGB", (2 * size, 2 * size))
             rgb = img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+    except Exception as exc:  # PIL's decoders raise many types; any of them means a bad file
         return Problem(rec.image_file, f"unreadable image: {exc}", rec.id)
     try:
         labels = rec.load_labels()
     except SourceFileError as exc:
         return Problem(exc.file, exc.reason, rec.id)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # as above: a decoder failure names the label file
         return Problem(rec.label_file, f"unreadable labels: {exc}", rec.id)
     lh, lw = labels.shape
     if label_size == "equal" and (lw, lh) != (width, height):
@@ -130,7 +130,8 @@ def prepare(
             if skip_bad or not problems:
                 for split, items in rows.items():
                     if items:
-                        writer.add(split, [i for i, _, _ in items], np.stack([x for _, x, _ in items]), np.stack([m for _, _, m in items]))
+                        ids, pictures, face_masks = zip(*items)
+                        writer.add(split, list(ids), np.stack(pictures), np.stack(face_masks))
             bar.update(len(chunk))
         if problems and not skip_bad:
             raise DatasetError(

@@ -88,7 +88,7 @@ class Manifest:
 
         def need(name: str, kind: type | tuple[type, ...]) -> Any:
             value = raw.get(name)
-            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 problems.append(f"{where}: field '{name}' missing or not {_kind_name(kind)}")
                 return None
             return value
@@ -118,7 +118,12 @@ class Manifest:
             except (TypeError, KeyError) as exc:
                 problems.append(f"{where}: shards[{i}] lacks {exc}")
                 continue
-            if info.split not in SPLITS or not isinstance(info.rows, int) or not isinstance(info.file, str):
+            if (
+                info.split not in SPLITS
+                or not isinstance(info.rows, int)
+                or not isinstance(info.file, str)
+                or not isinstance(info.sha256, str)
+            ):
                 problems.append(f"{where}: shards[{i}] is malformed: {s!r}")
             elif "/" in info.file or "\\" in info.file or info.file.startswith("."):
                 problems.append(f"{where}: shards[{i}] file name {info.file!r} must be a plain name")
@@ -153,7 +158,8 @@ class Manifest:
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({int: "an integer", str: "a string", dict: "an object", list: "a list"}.get(k, k.__name__) for k in kinds)
+    names = {int: "an integer", str: "a string", dict: "an object", list: "a list"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
 def content_hash(shards: Sequence[ShardInfo]) -> str:

@@ -20,7 +20,6 @@ from PIL import Image
 
 from data.errors import DatasetError
 from data.labels import CLASS_ID, NUM_CLASSES
-from data.shards import SPLITS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PARTITION_IDS = {"0": "train", "1": "val", "2": "test"}
@@ -123,11 +122,12 @@ def read_partition(path: Path, problems: list[Problem]) -> dict[str, tuple[str, 
         stem = Path(name).stem
         if stem in first_line:
             # Which line is right is unknowable: the id is dropped altogether.
-            problems.append(Problem(where, f"duplicate id {stem!r}: {name} already listed on line {first_line[stem]}", stem))
+            reason = f"duplicate id {stem!r}, already listed on line {first_line[stem]}"
+            problems.append(Problem(f"{name} ({where})", reason, stem))
             continue
         first_line[stem] = n
         if pid not in PARTITION_IDS:
-            problems.append(Problem(where, f"unknown partition id {pid!r} for {name} (expected 0, 1 or 2)", stem))
+            problems.append(Problem(f"{name} ({where})", f"unknown partition id {pid!r} (expected 0, 1 or 2)", stem))
             continue
         splits[stem] = (PARTITION_IDS[pid], name)
     return splits
@@ -165,14 +165,18 @@ def read_label_png(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             if img.mode not in _LABEL_MODES:
-                raise SourceFileError(path, f"label image has mode {img.mode}; expected a single-channel integer image (L, P or I)")
+                reason = f"label image has mode {img.mode}; expected a single-channel integer image (L, P or I)"
+                raise SourceFileError(path, reason)
             labels = np.asarray(img)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except SourceFileError:
+        raise
+    except Exception as exc:  # PIL's decoders raise many types; any of them means a bad file
         raise SourceFileError(path, f"unreadable label image: {exc}") from exc
     if labels.ndim != 2:
         raise SourceFileError(path, f"label image has shape {labels.shape}; expected (H, W)")
-    if labels.size and int(labels.max()) >= NUM_CLASSES:
-        raise SourceFileError(path, f"label value {int(labels.max())} is not a class id (0..{NUM_CLASSES - 1})")
+    if labels.size and (int(labels.max()) >= NUM_CLASSES or int(labels.min()) < 0):
+        bad = int(labels.max()) if int(labels.max()) >= NUM_CLASSES else int(labels.min())
+        raise SourceFileError(path, f"label value {bad} is not a class id (0..{NUM_CLASSES - 1})")
     return labels.astype(np.uint8, copy=False)
 
 
@@ -245,7 +249,9 @@ class CelebAMaskHQSource:
             if not found:
                 problems.append(Problem(pattern, f"no part masks for image {ids[stem].name}", stem))
                 continue
-            records.append(SourceRecord(stem, split, str(ids[stem]), pattern, open_image(ids[stem]), _merge_loader(found)))
+            records.append(
+                SourceRecord(stem, split, str(ids[stem]), pattern, open_image(ids[stem]), _merge_loader(found))
+            )
         return Scan(records, problems, note)
 
     @staticmethod
@@ -299,14 +305,18 @@ def merge_parts(parts: dict[str, Path]) -> np.ndarray:
                 if img.mode.startswith(("F", "I")):
                     raise SourceFileError(path, f"part mask has mode {img.mode}; expected an 8-bit image")
                 m = np.asarray(img)
-        except (OSError, ValueError) as exc:
+        except SourceFileError:
+            raise
+        except Exception as exc:  # as above
             raise SourceFileError(path, f"unreadable part mask: {exc}") from exc
         if m.ndim == 3:
             m = m[..., 0]
         if labels is None:
             labels, first = np.zeros(m.shape, np.uint8), path
         elif m.shape != labels.shape:
-            raise SourceFileError(path, f"part mask is {m.shape[1]}x{m.shape[0]} but {first.name} is {labels.shape[1]}x{labels.shape[0]}")
+            raise SourceFileError(
+                path, f"part mask is {m.shape[1]}x{m.shape[0]} but {first.name} is {labels.shape[1]}x{labels.shape[0]}"
+            )
         labels[m != 0] = CLASS_ID[part]
     assert labels is not None  # callers pass at least one part
     return labels
@@ -319,7 +329,6 @@ SOURCES: dict[str, Source] = {
 
 __all__ = [
     "SOURCES",
-    "SPLITS",
     "CelebASource",
     "CelebAMaskHQSource",
     "Problem",

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from data.labels import CLASS_ID, DEFAULT_FACE_CLASSES, FACE_PARSING_CLASSES, face_mask
+from data.sources import HQ_MAPPING_FILE
 
 SUPERSAMPLE = 3  # odd, so each pixel's centre is one of its samples
 
@@ -53,10 +54,10 @@ _PAINTS: tuple[tuple[str, str], ...] = (
     ("hat_band", "hat"),
     ("glasses", "eye_g"),
 )
-P = {name: i for i, (name, _) in enumerate(_PAINTS)}
+_P = {name: i for i, (name, _) in enumerate(_PAINTS)}
 _PAINT_TO_CLASS = np.array([CLASS_ID[c] for _, c in _PAINTS], dtype=np.uint8)
 _FACE_SHADED = np.zeros(len(_PAINTS), dtype=bool)
-_FACE_SHADED[[P[n] for n in ("skin", "nose", "u_lip", "l_lip", "l_ear", "r_ear")]] = True
+_FACE_SHADED[[_P[n] for n in ("skin", "nose", "u_lip", "l_lip", "l_ear", "r_ear")]] = True
 
 _SKIN_TONES = np.array(
     [
@@ -126,7 +127,7 @@ class _Canvas:
         return (self.x[w] - self.fx) / self.scale, (self.y[w] - self.fy) / self.scale
 
     def put(self, w: tuple[slice, slice], region: np.ndarray, paint: str) -> None:
-        self.paint[w][region] = P[paint]
+        self.paint[w][region] = _P[paint]
 
 
 def _ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, a: float, b: float) -> np.ndarray:
@@ -148,28 +149,28 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
     hair_c = _HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
     if rng.random() < 0.06:
         hair_c = _random_colour(rng, (0.5, 0.9), (0.4, 0.9))
-    colours[P["skin"]] = skin
-    colours[P["nose"]] = skin * 0.86
-    colours[P["nostril"]] = skin * 0.38
-    colours[P["l_ear"]] = colours[P["r_ear"]] = skin * 0.92
-    colours[P["neck"]] = skin * 0.8
+    colours[_P["skin"]] = skin
+    colours[_P["nose"]] = skin * 0.86
+    colours[_P["nostril"]] = skin * 0.38
+    colours[_P["l_ear"]] = colours[_P["r_ear"]] = skin * 0.92
+    colours[_P["neck"]] = skin * 0.8
     lip = skin * (1 - (t := rng.uniform(0.35, 0.7))) + np.array([185, 60, 75], np.float32) * t
-    colours[P["u_lip"]], colours[P["l_lip"]] = lip * 0.88, lip
-    colours[P["mouth"]] = (80, 22, 28)
-    colours[P["teeth"]] = (236, 230, 218)
+    colours[_P["u_lip"]], colours[_P["l_lip"]] = lip * 0.88, lip
+    colours[_P["mouth"]] = (80, 22, 28)
+    colours[_P["teeth"]] = (236, 230, 218)
     brow = hair_c * rng.uniform(0.55, 0.85) if hair_c.mean() < 150 else skin * 0.5
-    colours[P["l_brow"]] = colours[P["r_brow"]] = brow
-    colours[P["l_eye_white"]] = colours[P["r_eye_white"]] = np.float32(236) * rng.uniform(0.9, 1.0)
-    colours[P["l_iris"]] = colours[P["r_iris"]] = _IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))]
-    colours[P["l_pupil"]] = colours[P["r_pupil"]] = (14, 12, 12)
-    colours[P["l_lid"]] = colours[P["r_lid"]] = (38, 28, 26)
-    colours[P["hair"]] = hair_c
-    colours[P["earring"]] = colours[P["necklace"]] = _METALS[rng.integers(len(_METALS))]
-    colours[P["cloth"]] = _random_colour(rng, (0.1, 0.9), (0.15, 0.95))
-    colours[P["cloth_pattern"]] = _random_colour(rng, (0.1, 0.9), (0.15, 0.95))
-    colours[P["hat"]] = _random_colour(rng, (0.2, 0.9), (0.2, 0.9))
-    colours[P["hat_band"]] = colours[P["hat"]] * 0.6
-    colours[P["glasses"]] = (
+    colours[_P["l_brow"]] = colours[_P["r_brow"]] = brow
+    colours[_P["l_eye_white"]] = colours[_P["r_eye_white"]] = np.float32(236) * rng.uniform(0.9, 1.0)
+    colours[_P["l_iris"]] = colours[_P["r_iris"]] = _IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))]
+    colours[_P["l_pupil"]] = colours[_P["r_pupil"]] = (14, 12, 12)
+    colours[_P["l_lid"]] = colours[_P["r_lid"]] = (38, 28, 26)
+    colours[_P["hair"]] = hair_c
+    colours[_P["earring"]] = colours[_P["necklace"]] = _METALS[rng.integers(len(_METALS))]
+    colours[_P["cloth"]] = _random_colour(rng, (0.1, 0.9), (0.15, 0.95))
+    colours[_P["cloth_pattern"]] = _random_colour(rng, (0.1, 0.9), (0.15, 0.95))
+    colours[_P["hat"]] = _random_colour(rng, (0.2, 0.9), (0.2, 0.9))
+    colours[_P["hat_band"]] = colours[_P["hat"]] * 0.6
+    colours[_P["glasses"]] = (
         (20, 20, 22) if rng.random() < 0.6 else _random_colour(rng, (0.3, 0.9), (0.3, 0.8))
     )
 
@@ -202,7 +203,8 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         cv.put(w, back, "hair")
 
     w = full
-    neck = (np.abs(bu) < neck_w) & (bv > 0.2) & ~(cloth & ~neckline)
+    # The neckline shows the chest, which face parsing labels as neck.
+    neck = ((np.abs(bu) < neck_w) & (bv > 0.2) & ~cloth) | (cloth & neckline)
     cv.put(w, neck, "neck")
     if rng.random() < 0.15:
         ring_c = fh + rng.uniform(0.1, 0.35)
@@ -233,7 +235,7 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
     nx = yaw * 1.2
     n_top, n_tip = rng.uniform(-0.2, -0.08), rng.uniform(0.26, 0.4)
     n_wid = rng.uniform(0.13, 0.2)
-    w = cv.window(nx, n_tip, 0.6)
+    w = cv.window(nx, n_tip, 0.8)
     u, v = cv.head(w)
     ridge_t = np.clip((v - n_top) / (n_tip - n_top), 0.0, 1.0)
     ridge = (v > n_top) & (v < n_tip) & (np.abs(u - nx) < 0.045 + n_wid * 0.5 * ridge_t**2)
@@ -299,7 +301,7 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         frame |= (np.abs(u - yaw) < ex - ga + thick) & (np.abs(v - ey + gb * 0.3) < thick * 0.7)
         arm = (np.abs(u - yaw) > ex + ga) & (np.abs(u) < fw * 0.98) & (np.abs(v - ey + gb * 0.2) < thick * 0.6)
         # Arms show only in front of the head, never floating over the background.
-        cv.put(w, frame | (arm & (cv.paint[w] != P["background"])), "glasses")
+        cv.put(w, frame | (arm & (cv.paint[w] != _P["background"])), "glasses")
 
     # Hair in front: fringe and sides framing the forehead, unless bald.
     if style != 0:
@@ -313,7 +315,7 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         cv.put(w, fringe, "hair")
 
     if rng.random() < 0.12:
-        w = cv.window(0.0, -0.6, fh + 0.5)
+        w = cv.window(0.0, -0.6, fh + 0.8)
         u, v = cv.head(w)
         brim_v = rng.uniform(-0.82, -0.55) * fh
         crown = _ellipse(u, v, 0.0, brim_v, fw * 1.12, fh * 0.95) & (v < brim_v)
@@ -336,7 +338,7 @@ def _colour(rng: np.random.Generator, cv: _Canvas, colours: np.ndarray, fw: floa
     shaded = _FACE_SHADED[paint]
     r2 = (u / fw) ** 2 + (v / fh) ** 2
     shade[shaded] *= (1.06 - 0.22 * r2)[shaded]
-    hair = (paint == P["hair"]) | (paint == P["hat"])
+    hair = (paint == _P["hair"]) | (paint == _P["hat"])
     wave = np.sin(rng.uniform(3.0, 8.0) * v + rng.uniform(0.0, 6.3))
     strands = 1.0 + 0.045 * np.sin(rng.uniform(30.0, 50.0) * u + 1.2 * wave) - 0.1 * (u**2 + (v + 0.2) ** 2) / 3.0
     shade[hair] *= strands[hair]
@@ -393,7 +395,7 @@ def render_faces(count: int, size: int, seed: int, start: int = 0) -> tuple[np.n
         rng = np.random.default_rng([int(seed), int(start) + i])
         image, paint = _draw_face(rng, n)
         small = image.reshape(size, s, size, s, 3).mean(axis=(1, 3))
-        bg_share = (paint == P["background"]).reshape(size, s, size, s).mean(axis=(1, 3))[..., None]
+        bg_share = (paint == _P["background"]).reshape(size, s, size, s).mean(axis=(1, 3))[..., None]
         small += _background(rng, size) * bg_share
         noise = rng.normal(0.0, rng.uniform(2.0, 14.0), (size, size, 3)).astype(np.float32)
         small += noise * (0.25 + 0.75 * bg_share)
@@ -453,7 +455,6 @@ def write_celeba_layout(
 
 # CelebAMask-HQ's file names per class (its own spelling equals the face-parsing names).
 HQ_PARTS: tuple[str, ...] = tuple(c for c in FACE_PARSING_CLASSES if c != "background")
-HQ_MAPPING_FILE = "CelebA-HQ-to-CelebA-mapping.txt"
 
 
 def write_celebamask_hq_layout(
@@ -500,13 +501,12 @@ def write_celebamask_hq_layout(
 
 
 def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Show a face mask on an image: outside darkened, inside tinted, the edge drawn."""
+    """Show a face mask on an image: the face as is, the rest dimmed and grey, the edge drawn."""
     out = image.astype(np.float32)
     m = mask.astype(bool)
-    out[~m] *= 0.35
-    out[m] = out[m] * 0.7 + np.array([40, 200, 90], np.float32) * 0.3
-    edge = m ^ _erode(m)
-    out[edge] = (255, 255, 0)
+    grey = out[~m].mean(axis=1, keepdims=True)
+    out[~m] = (0.3 * out[~m] + 0.7 * grey) * 0.3
+    out[m ^ _erode(m)] = (255, 214, 0)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
@@ -541,5 +541,5 @@ def save_sample_grid(
         canvas[y0 : y0 + size, x0 + size + gap // 2 : x0 + 2 * size + gap // 2] = overlay(images[i], masks[i])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(path)
+    Image.fromarray(canvas).save(path, optimize=True)
     return path

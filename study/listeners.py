@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -65,17 +64,16 @@ class MlflowListener:
 class ProgressPrinter:
     """One line per finished trial, with the hypothesis's tally: progress people can follow."""
 
-    def __init__(self, totals: dict[str, int], metric: str, stream=sys.stdout):
+    def __init__(self, totals: dict[str, int], metric: str):
         self.totals = totals
         self.metric = metric
-        self.stream = stream
         self.done: dict[tuple[str, str], int] = defaultdict(int)
         self.best: dict[tuple[str, str], float] = {}
 
     def trial_started(self, phase: str, trial_id: str, config: dict[str, Any], attempt: int) -> None:
         if attempt > 1:
             print(f"  [{phase}] {config['hypothesis']} {trial_id}: retrying (attempt {attempt}) from its last checkpoint",
-                  file=self.stream, flush=True)
+                  flush=True)
 
     def trial_result(self, phase: str, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
         return None
@@ -97,4 +95,4 @@ class ProgressPrinter:
         epochs = int(result.get("epoch", 0))
         best = self.best.get(key)
         print(f"  [{phase} {overall:>3}/{overall_total}] {hypothesis:<14} {self.done[key]}/{total} "
-              f"({epochs} ep) {what}" + (f"  best {best:.4f}" if best is not None else ""), file=self.stream, flush=True)
+              f"({epochs} ep) {what}" + (f"  best {best:.4f}" if best is not None else ""), flush=True)

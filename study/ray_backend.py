@@ -31,19 +31,17 @@ _DATA_CACHE: dict[str, Any] = {}
 
 def start_ray(config: RayConfig) -> str | None:
     """Connect to `config.address` or start local Ray; returns the dashboard URL (localhost only)."""
-    if not ray.is_initialized():
-        if config.address:
-            ray.init(address=config.address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=config.num_cpus, include_dashboard=config.dashboard, dashboard_host="127.0.0.1",
-                     dashboard_port=config.dashboard_port, log_to_driver=False, configure_logging=False)
-    url = ray.get_runtime_context().dashboard_url if hasattr(ray.get_runtime_context(), "dashboard_url") else None
+    if ray.is_initialized():
+        return None
+    if config.address:
+        context = ray.init(address=config.address, log_to_driver=False)
+    else:
+        context = ray.init(num_cpus=config.num_cpus, include_dashboard=config.dashboard, dashboard_host="127.0.0.1",
+                           dashboard_port=config.dashboard_port, log_to_driver=False, configure_logging=False)
+    url = getattr(context, "dashboard_url", None)
     if not url:
-        try:
-            url = ray.worker.get_dashboard_url()
-        except Exception:
-            url = None
-    return f"http://{url}" if url and not url.startswith("http") else url
+        return None
+    return url if url.startswith("http") else f"http://{url}"
 
 
 def stop_ray() -> None:
@@ -194,20 +192,35 @@ class ListenerCallback(Callback):
         self.phase = phase
         self.listener = listener
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the tuner with its callbacks; the listeners (MLflow client, terminal) belong
+        # to the driver process and are re-attached on restore.
+        return {"phase": self.phase, "listener": None}
+
     def on_trial_start(self, iteration, trials, trial, **info):
+        if self.listener is None:
+            return
         self.listener.trial_started(self.phase, trial.trial_id, flat_config(trial.config), trial.num_failures + 1)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
+        if self.listener is None:
+            return
         self.listener.trial_started(self.phase, trial.trial_id, flat_config(trial.config), trial.num_failures + 1)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.listener is None:
+            return
         self.listener.trial_result(self.phase, trial.trial_id, flat_config(trial.config), dict(result))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.listener is None:
+            return
         self.listener.trial_finished(self.phase, trial.trial_id, flat_config(trial.config), "FINISHED", None,
                                      dict(trial.last_result or {}), _checkpoint_path(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if self.listener is None:
+            return
         self.listener.trial_finished(self.phase, trial.trial_id, flat_config(trial.config), "FAILED", _error_text(trial),
                                      dict(trial.last_result or {}), _checkpoint_path(trial))
 
