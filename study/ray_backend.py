@@ -5,7 +5,9 @@ scheduler gives each hypothesis its own ASHA so trials only compete within their
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
 import pickle
 import tempfile
 from pathlib import Path
@@ -327,8 +329,19 @@ def restore_tuner(config: StudyConfig, storage_path: str, name: str, data_path: 
     return tuner
 
 
+def quiet_tune_output() -> None:
+    """maskvae prints one line per trial itself; Tune's tables and per-failure tracebacks would bury
+    them (the full error text stays in each trial's error.txt and on its MLflow run)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Snapshots after every checkpoint are what makes resume exact; the warning about them is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
+    logging.getLogger("ray.tune.tune").setLevel(logging.WARNING)
+
+
 def fit(tuner: tune.Tuner) -> list[dict[str, Any]]:
     """Run (or finish) a tuner; one plain dict per trial: config, last metrics, checkpoint path, error."""
+    quiet_tune_output()
     grid = tuner.fit()
     return [_result_row(result) for result in grid]
 

@@ -45,7 +45,7 @@ def write_study_report(out_dir: Path, state: StudyState, config: StudyConfig, ma
     for region, ranking in rankings.items():
         ranking.summary.to_csv(out_dir / "results" / f"ranking_{region}.csv", index=False)
         ranking.mask_effect.to_csv(out_dir / "results" / f"mask_effect_{region}.csv", index=False)
-    grids = {h: out_dir / "figures" / f"recon_{slug(h)}.png" for h in scores["hypothesis"].unique()}
+    grids = {h: out_dir / "results" / "grids" / f"{slug(h)}.png" for h in scores["hypothesis"].unique()}
     paper = None
     if manifest.source == PAPER_SOURCE and manifest.image_size == PAPER_SIZE:
         paper = load_paper_reference()
@@ -85,8 +85,6 @@ def publish(out_dir: Path, state: StudyState, config: StudyConfig, manifest: Any
     if not quiet:
         print()
         print(format_ranking_table(full))
-        print()
-        print(winner_sentence(full))
         print(f"\nreport: {report_path}")
         if version:
             print(f"champion {champion} registered as models:/{state.name}@champion (version {version})")

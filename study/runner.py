@@ -22,6 +22,7 @@ from .tracking import MlflowTracker
 RESULTS_DIR = "results"
 SCORES_FILE = "results/scores.parquet"
 TRIALS_FILE = "results/trials.parquet"
+GRIDS_DIR = "results/grids"
 _VERSIONED = ("maskvae", "torch", "ray", "mlflow", "optuna", "lpips", "pytorch-msssim", "pyarrow")
 
 
@@ -60,7 +61,8 @@ def ensure_dataset(config: StudyConfig, progress: bool = True) -> str:
         print(f"making {synth.count} synthetic {synth.size}px faces in {path} (first use)")
         synthesize(Path(path), count=synth.count, size=synth.size, seed=synth.seed, progress=progress)
     verify(path)  # content hashes: a shard changed after preparation stops the study here, by name
-    return path
+    # Trials run in other processes (and other nodes) with other working directories.
+    return path if "://" in path else str(Path(path).resolve())
 
 
 def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
@@ -172,7 +174,10 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
         if state.phase == "final":
             from .selection import final_runs
 
-            runs = final_runs(state.best, hypotheses, config.final.seeds)
+            runs = final_runs(state.best, hypotheses, config.final.seeds, config.search.seed)
+            if not runs:
+                raise RuntimeError("every tuning trial failed, so there is nothing to retrain; the errors are in "
+                                   f"{out_dir / TRIALS_FILE} and `maskvae study status {out_dir}`")
             print(f"final phase: {len(runs)} runs ({config.final.seeds} seeds x {len(state.best)} hypotheses) + test evaluation")
             rows = _fit_phase(config, state, ray_backend.FINAL_EXPERIMENT, listener,
                               lambda: ray_backend.final_tuner(config, runs, state.data_path, state.storage_path, listener))
@@ -236,12 +241,13 @@ def _collect_final(out_dir: Path, rows: list[dict[str, Any]], tracker: MlflowTra
         local = ray_backend.local_checkpoint(row["checkpoint"], out_dir / ".fetch" / row["trial_id"])
         frames.append(pd.read_parquet(local / RUN_SCORES))
         hypothesis, seed = row["config"]["hypothesis"], row["config"]["seed"]
-        if seed == 0:
+        if seed == min(r["config"]["seed"] for r in rows):
             target = out_dir / "models" / slug(hypothesis)
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(local / MODEL_DIR, target)
-            shutil.copy2(local / GRID_FILE, (out_dir / "figures").mkdir(parents=True, exist_ok=True) or
-                         out_dir / "figures" / f"recon_{slug(hypothesis)}.png")
+            grids = out_dir / GRIDS_DIR
+            grids.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(local / GRID_FILE, grids / f"{slug(hypothesis)}.png")
             tracker.log_artifacts(state.parents.get(hypothesis), target, "model")
     shutil.rmtree(out_dir / ".fetch", ignore_errors=True)
     if not frames:

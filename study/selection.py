@@ -30,9 +30,12 @@ def best_per_hypothesis(rows: list[dict[str, Any]], metric: str, mode: str = "mi
     return best
 
 
-def final_runs(best: dict[str, dict[str, Any]], hypotheses: list[str], seeds: int) -> list[dict[str, Any]]:
-    """One run per (hypothesis, seed), in grid order, for hypotheses that have a best configuration."""
+def final_runs(best: dict[str, dict[str, Any]], hypotheses: list[str], seeds: int, tuning_seed: int = 0) -> list[dict[str, Any]]:
+    """One run per (hypothesis, seed), in grid order, for hypotheses that have a best configuration.
+
+    Final seeds differ from the tuning seed, so the test numbers come from fresh retrains rather than
+    from the very run that won the selection (which would bias them optimistically)."""
     return [
-        {"hypothesis": h, "kl_weight": best[h]["kl_weight"], "lr": best[h]["lr"], "seed": seed}
-        for h in hypotheses if h in best for seed in range(seeds)
+        {"hypothesis": h, "kl_weight": best[h]["kl_weight"], "lr": best[h]["lr"], "seed": tuning_seed + 1 + index}
+        for h in hypotheses if h in best for index in range(seeds)
     ]

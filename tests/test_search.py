@@ -83,4 +83,4 @@ def test_best_per_hypothesis_ignores_failed_and_nan_trials():
     assert set(best) == {"l1/mask"} and best["l1/mask"]["trial_id"] == "b"
     assert best_per_hypothesis(rows, "val_objective", "max")["l1/mask"]["trial_id"] == "a"
     runs = final_runs(best, ["l1/mask", "l2/mask"], seeds=3)
-    assert [(r["hypothesis"], r["seed"]) for r in runs] == [("l1/mask", 0), ("l1/mask", 1), ("l1/mask", 2)]
+    assert [(r["hypothesis"], r["seed"]) for r in runs] == [("l1/mask", 1), ("l1/mask", 2), ("l1/mask", 3)]
