@@ -32,14 +32,22 @@ class CheckpointError(RuntimeError):
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     """Write next to the target then rename, so a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot write here ({error.strerror or error})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        raise CheckpointError(f"{path}: writing failed ({reason}; disk full?); "
+                              "earlier checkpoints are untouched") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -42,6 +42,10 @@ class MlflowListener:
     def trial_result(self, phase: str, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
         run_id = self._run(phase, trial_id, config)
         metrics = _numeric(result)
+        if result.get("checkpoint_note"):
+            self.tracker.log_values(run_id, tags={"maskvae.checkpoint_note": result["checkpoint_note"][:4000]})
+        if result.get("failure"):
+            return
         if result.get("evaluated"):
             self.tracker.log_values(run_id, metrics={k: v for k, v in metrics.items() if k.startswith("test_")})
         else:
@@ -69,6 +73,7 @@ class ProgressPrinter:
         self.metric = metric
         self.done: dict[tuple[str, str], int] = defaultdict(int)
         self.best: dict[tuple[str, str], float] = {}
+        self.noted: set[tuple[str, str]] = set()
 
     def trial_started(self, phase: str, trial_id: str, config: dict[str, Any], attempt: int) -> None:
         if attempt > 1:
@@ -76,7 +81,10 @@ class ProgressPrinter:
                   flush=True)
 
     def trial_result(self, phase: str, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
-        return None
+        note = result.get("checkpoint_note")
+        if note and (phase, trial_id) not in self.noted:
+            self.noted.add((phase, trial_id))
+            print(f"  [{phase}] {config['hypothesis']} {trial_id}: {note}", flush=True)
 
     def trial_finished(self, phase: str, trial_id: str, config: dict[str, Any], status: str, error: str | None,
                        result: dict[str, Any] | None, checkpoint: str | None) -> None:

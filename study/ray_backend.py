@@ -19,6 +19,7 @@ from ray.tune import Callback, Checkpoint
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from . import faults
 from .events import TrialListener
 from .search import HypothesisSearch
 from .study_config import RayConfig, StudyConfig
@@ -67,8 +68,80 @@ def _dataset(path: str):
     return _DATA_CACHE[path]
 
 
-def _report_to_tune(metrics: dict[str, float], checkpoint_dir: Path) -> None:
-    tune.report({**metrics, "node_id": node_id()}, checkpoint=Checkpoint.from_directory(str(checkpoint_dir)))
+_trial_notes: dict[str, Any] = {}
+
+
+def _report_to_tune(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+    payload = {**metrics, **_trial_notes, "node_id": node_id()}
+    checkpoint = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+    tune.report(payload, checkpoint=checkpoint)
+    if faults.fire("after_report", epoch=int(metrics.get("epoch", 0))) == "corrupt_and_exit":
+        _corrupt_latest_persisted_checkpoint()
+        os._exit(137)
+
+
+def _corrupt_latest_persisted_checkpoint() -> None:
+    """Failpoint: truncate the newest persisted checkpoint, as a crash mid-write on shared storage would."""
+    import pyarrow.fs
+
+    storage = tune.get_context().get_storage()
+    filesystem = storage.storage_filesystem
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(storage.trial_fs_path))
+    newest = sorted(i.path for i in infos if i.base_name.startswith("checkpoint_"))[-1]
+    target = f"{newest}/checkpoint.pt"
+    with filesystem.open_input_stream(target) as handle:
+        content = handle.read()
+    with filesystem.open_output_stream(target) as handle:
+        handle.write(content[: len(content) // 3])
+
+
+def _resume_candidates(latest: Checkpoint | None) -> list[Checkpoint | None]:
+    """The newest checkpoint, then older ones kept beside it (newest first), then a fresh start."""
+    if latest is None:
+        return [None]
+    import pyarrow.fs
+
+    parent = latest.path.rstrip("/").rsplit("/", 1)[0]
+    infos = latest.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    older = sorted((i.path for i in infos if i.type == pyarrow.fs.FileType.Directory
+                    and i.base_name.startswith("checkpoint_") and i.path.rstrip("/") != latest.path.rstrip("/")),
+                   reverse=True)
+    return [latest, *(Checkpoint(path, filesystem=latest.filesystem) for path in older), None]
+
+
+def _run_trial(body, prefix: str, metric: str) -> None:
+    """Resume from the newest readable checkpoint; a corrupted one is skipped, and the trial says so."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    _trial_notes.clear()
+    skipped: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        for candidate in _resume_candidates(tune.get_checkpoint()):
+            if candidate is None:
+                if skipped:
+                    _trial_notes["checkpoint_note"] = f"no readable checkpoint ({'; '.join(skipped)}): restarted from scratch"
+                return _guard_non_finite(body, Path(workdir), None, metric)
+            with candidate.as_directory() as resume_dir:
+                try:
+                    load_checkpoint(Path(resume_dir))
+                except CheckpointError as error:
+                    skipped.append(str(error))
+                    continue
+                if skipped:
+                    _trial_notes["checkpoint_note"] = (f"skipped unreadable checkpoint(s) ({'; '.join(skipped)}); "
+                                                       f"resumed from {candidate.path.rstrip('/').rsplit('/', 1)[-1]}")
+                return _guard_non_finite(body, Path(workdir), Path(resume_dir), metric)
+
+
+def _guard_non_finite(body, workdir: Path, resume_dir: Path | None, metric: str) -> None:
+    """A NaN/Inf loss ends the trial with its reason (no retry: it would diverge again)."""
+    from .trainer import NonFiniteLossError
+
+    try:
+        body(workdir, resume_dir)
+    except NonFiniteLossError as error:
+        # Tune requires the metric in every result: NaN, which the searcher records as FAIL.
+        tune.report({"failure": str(error), metric: float("nan"), **_trial_notes})
 
 
 def tune_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str) -> None:
@@ -76,27 +149,20 @@ def tune_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str)
 
     study = StudyConfig.model_validate_json(study_json)
     config = study.train_config(trial_config["hypothesis"], trial_config["kl_weight"], trial_config["lr"],
-                                                seed=study.search.seed)
-    checkpoint = tune.get_checkpoint()
-    with tempfile.TemporaryDirectory(prefix="maskvae-trial-") as workdir:
-        if checkpoint is None:
-            train(config, _dataset(data_path), _report_to_tune, workdir=Path(workdir))
-        else:
-            with checkpoint.as_directory() as resume_dir:
-                train(config, _dataset(data_path), _report_to_tune, checkpoint=Path(resume_dir), workdir=Path(workdir))
+                                seed=study.search.seed)
+    faults.set_context(phase="tune", hypothesis=config.hypothesis, index=trial_config.get("index"))
+    _run_trial(lambda workdir, resume: train(config, _dataset(data_path), _report_to_tune, checkpoint=resume,
+                                             workdir=workdir), "maskvae-trial-", study.objective.metric)
 
 
 def final_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str) -> None:
     from .final_run import run_final
 
     study = StudyConfig.model_validate_json(study_json)
-    checkpoint = tune.get_checkpoint()
-    with tempfile.TemporaryDirectory(prefix="maskvae-final-") as workdir:
-        if checkpoint is None:
-            run_final(study, trial_config["run"], _dataset(data_path), _report_to_tune, Path(workdir), None)
-        else:
-            with checkpoint.as_directory() as resume_dir:
-                run_final(study, trial_config["run"], _dataset(data_path), _report_to_tune, Path(workdir), Path(resume_dir))
+    run = trial_config["run"]
+    faults.set_context(phase="final", hypothesis=run["hypothesis"], seed=run["seed"])
+    _run_trial(lambda workdir, resume: run_final(study, run, _dataset(data_path), _report_to_tune, workdir, resume),
+               "maskvae-final-", study.objective.metric)
 
 
 # ------------------------------------------------------------------------------------------
@@ -217,8 +283,10 @@ class ListenerCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         if self.listener is None:
             return
-        self.listener.trial_finished(self.phase, trial.trial_id, flat_config(trial.config), "FINISHED", None,
-                                     dict(trial.last_result or {}), _checkpoint_path(trial))
+        result = dict(trial.last_result or {})
+        failure = result.get("failure")  # a trial that stopped itself (non-finite loss) is a failure
+        self.listener.trial_finished(self.phase, trial.trial_id, flat_config(trial.config),
+                                     "FAILED" if failure else "FINISHED", failure, result, _checkpoint_path(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self.listener is None:
@@ -255,7 +323,7 @@ def _trial_dirname(trial) -> str:
 
 def _trial_name(trial) -> str:
     config = flat_config(trial.config)
-    suffix = f"/seed{config['seed']}" if "run" in trial.config else ""
+    suffix = f"/seed{config['seed']}" if "run" in trial.config else f"#{config['index']}" if "index" in config else ""
     return f"{config.get('hypothesis', 'trial')}{suffix}:{trial.trial_id}"
 
 
@@ -339,11 +407,11 @@ def quiet_tune_output() -> None:
     logging.getLogger("ray.tune.tune").setLevel(logging.WARNING)
 
 
-def fit(tuner: tune.Tuner) -> list[dict[str, Any]]:
-    """Run (or finish) a tuner; one plain dict per trial: config, last metrics, checkpoint path, error."""
+def fit(tuner: tune.Tuner, storage_path: str, name: str) -> list[dict[str, Any]]:
+    """Run (or finish) a tuner, then read every trial's recorded state back from the experiment directory."""
     quiet_tune_output()
-    grid = tuner.fit()
-    return [_result_row(result) for result in grid]
+    tuner.fit()
+    return results(storage_path, name)
 
 
 def results(storage_path: str, name: str, with_history: bool = False) -> list[dict[str, Any]]:
@@ -357,7 +425,8 @@ def results(storage_path: str, name: str, with_history: bool = False) -> list[di
             "history": history.to_dict("records") if history is not None else [],
             "trial_id": trial.trial_id, "config": flat_config(trial.config), "metrics": dict(trial.last_result or {}),
             "checkpoint": trial.checkpoint, "status": trial.status,
-            "error": _error_text(trial) if trial.status == "ERROR" else None, "path": trial.path,
+            "error": _error_text(trial) if trial.status == "ERROR" else (trial.last_result or {}).get("failure"),
+            "path": trial.path,
         })
     return rows
 
@@ -369,13 +438,3 @@ def local_checkpoint(checkpoint: Checkpoint, destination: Path) -> Path:
     if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
         return Path(checkpoint.path)
     return Path(checkpoint.to_directory(str(destination)))
-
-
-def _result_row(result) -> dict[str, Any]:
-    return {
-        "trial_id": result.metrics.get("trial_id") if result.metrics else None,
-        "config": flat_config(result.config or {}), "metrics": dict(result.metrics or {}),
-        "checkpoint": result.checkpoint,
-        "status": "ERROR" if result.error else "TERMINATED",
-        "error": str(result.error) if result.error else None, "path": result.path,
-    }

@@ -65,19 +65,33 @@ def ensure_dataset(config: StudyConfig, progress: bool = True) -> str:
     return path if "://" in path else str(Path(path).resolve())
 
 
+def _writable_problem(field: str, path: Path) -> str | None:
+    """Whether `path` could be created and written, without creating anything."""
+    import os
+
+    probe = Path(path).absolute()
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{field}: {path}: cannot be created ({probe} is not a directory)"
+    if not os.access(probe, os.W_OK):
+        return f"{field}: {path}: not writable ({probe} is read-only)"
+    return None
+
+
 def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
+    """Checks that create nothing: storage writable, tracking reachable, LPIPS weights present."""
     from models.perceptual import lpips_available, unavailable_message
 
     from .tracking import preflight as tracking_preflight
 
-    problems = []
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        problems.append(f"--out: {out_dir}: not writable ({error.strerror or error})")
+    problems = [p for p in (
+        _writable_problem("--out", out_dir),
+        _writable_problem("ray.storage_path", Path(config.ray.storage_path))
+        if config.ray.storage_path and "://" not in config.ray.storage_path else None,
+    ) if p]
     if problems:
         raise UserInputError(problems, title="preflight failed")
     uri = tracking_preflight(config.mlflow.tracking_uri, config.mlflow.preflight_timeout_s)
@@ -152,6 +166,7 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
     totals.update({f"final:{h}": config.final.seeds for h in hypotheses})
     listener = Listeners(MlflowListener(tracker, state.parents), ProgressPrinter(totals, config.objective.metric))
 
+    _treat_sigterm_as_ctrl_c()
     state.dashboard_url = ray_backend.start_ray(config.ray)
     state.save(out_dir)
     if state.dashboard_url:
@@ -201,6 +216,22 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
     return out_dir
 
 
+def _treat_sigterm_as_ctrl_c() -> None:
+    """SIGTERM (a scheduler, `kill`, a closing terminal) stops the study the way Ctrl-C does: Tune
+    saves its state, open MLflow runs are marked KILLED and the resume command is printed."""
+    import os
+    import signal
+
+    if threading_is_main():
+        signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _fit_phase(config: StudyConfig, state: StudyState, name: str, listener, make_tuner) -> list[dict[str, Any]]:
     from . import ray_backend
 
@@ -208,7 +239,7 @@ def _fit_phase(config: StudyConfig, state: StudyState, name: str, listener, make
         tuner = ray_backend.restore_tuner(config, state.storage_path, name, state.data_path, listener)
     else:
         tuner = make_tuner()
-    rows = ray_backend.fit(tuner)
+    rows = ray_backend.fit(tuner, state.storage_path, name)
     unfinished = [row for row in rows if row["status"] not in ("TERMINATED", "ERROR")]
     if unfinished:
         raise KeyboardInterrupt(f"{len(unfinished)} trials did not finish")
@@ -221,7 +252,7 @@ def _write_trials(out_dir: Path, rows: list[dict[str, Any]], config: StudyConfig
         "hypothesis": row["config"]["hypothesis"], "trial_id": row["trial_id"],
         "kl_weight": row["config"]["kl_weight"], "lr": row["config"]["lr"],
         "objective": row["metrics"].get(metric), "epochs": row["metrics"].get("epoch"),
-        "status": "ERROR" if row["error"] else "TERMINATED", "error": row["error"],
+        "status": "FAILED" if row["error"] else row["status"], "error": row["error"],
         "node_id": row["metrics"].get("node_id"),
     } for row in rows]
     (out_dir / RESULTS_DIR).mkdir(parents=True, exist_ok=True)

@@ -88,10 +88,11 @@ class HypothesisSearch:
         }
         trial = study.ask(distributions)
         trial.set_user_attr("ray_trial_id", trial_id)
+        index = self.issued[hypothesis]
         self.issued[hypothesis] += 1
         self.pending[trial_id] = _Pending(hypothesis, trial.number)
         self.trial_hypothesis[trial_id] = hypothesis
-        return {"hypothesis": hypothesis, **{name: trial.params[name] for name in self.space}}
+        return {"hypothesis": hypothesis, "index": index, **{name: trial.params[name] for name in self.space}}
 
     def complete(self, trial_id: str, values: list[float] | None) -> str:
         """Tell the trial's own hypothesis study; non-finite or missing values are FAIL, never a score."""

@@ -97,7 +97,7 @@ class MlflowTracker:
         self.degraded = False
         self._client_obj = None
         self._experiment_id: str | None = None
-        self._last_step: dict[str, int] = {}
+        self._logged_steps: dict[str, set[int]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -155,14 +155,14 @@ class MlflowTracker:
                 if found.info.status != "RUNNING":
                     self.client.update_run(run_id, status="RUNNING")
                 history = self.client.get_metric_history(run_id, "epoch")
-                self._last_step[run_id] = max((int(m.step) for m in history), default=0)
+                self._logged_steps[run_id] = {int(m.step) for m in history}
                 return run_id
             all_tags = {**tags, **key, HYPOTHESIS_TAG: hypothesis}
             if parent_id:
                 all_tags[PARENT_TAG] = parent_id
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
             self._log_params(run.info.run_id, params)
-            self._last_step[run.info.run_id] = 0
+            self._logged_steps[run.info.run_id] = set()
             return run.info.run_id
 
         return self._safe(f"creating run {run_name}", work)
@@ -173,8 +173,10 @@ class MlflowTracker:
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
 
     def log_epoch(self, run_id: str | None, metrics: dict[str, Any], step: int) -> bool:
-        """One batched write per trial-epoch; a step already logged (a retried epoch) is skipped."""
-        if run_id is None or step <= self._last_step.get(run_id, 0):
+        """One batched write per trial-epoch. A step already logged (an epoch repeated by a retried
+        attempt) is skipped; a step missed while MLflow was away is written when it comes again (sync)."""
+        logged = self._logged_steps.setdefault(run_id, set()) if run_id is not None else set()
+        if run_id is None or step in logged:
             return False
         from mlflow.entities import Metric
 
@@ -182,7 +184,7 @@ class MlflowTracker:
         batch = [Metric(k, v, now, step) for k, v in _finite_metrics(metrics).items()]
         done = self._safe("logging metrics", lambda: self.client.log_batch(run_id, metrics=batch) or True, False)
         if done:
-            self._last_step[run_id] = step
+            logged.add(step)
         return bool(done)
 
     def log_values(self, run_id: str | None, metrics: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,

@@ -18,6 +18,7 @@ from models.losses import LossWeights, loss_terms
 from models.metrics import cheap_metrics
 from models.vae import FaceVAE
 
+from . import faults
 from .checkpoint import load_checkpoint, prune_checkpoints, restore_rng_state, save_checkpoint
 from .config import TrainConfig
 from .device import DevicePlan, plan_device
@@ -80,11 +81,14 @@ def _run_epoch_training(model, optimizer, data: FaceData, config: TrainConfig, p
         if config.max_train_batches:
             total = min(total, config.max_train_batches)
         batches = tqdm(batches, total=total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+    poison = faults.fire("epoch_start", epoch=epoch + 1) == "nan"
     for images, masks in batches:
         images = plan.prepare_input(images)
         with plan.autocast():
             out = model(images, masks if use_mask else None)
             terms = loss_terms(out, images, masks, loss_name, config.kl_weight, weights)
+        if poison:
+            terms["total"] = terms["total"] * float("nan")
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         if config.grad_clip_norm is not None:
@@ -171,6 +175,7 @@ def train(config: TrainConfig, data: FaceData, report: Reporter | None = None, *
             val_terms = validate(model, data, config, plan)
             _raise_if_not_finite({k: val_terms[k] for k in TERM_NAMES}, f"in validation after epoch {epoch + 1}")
             metrics = _epoch_metrics(config, epoch + 1, train_terms, val_terms, images_seen, elapsed)
+            metrics["start_epoch"] = float(start_epoch)
             directory = save_checkpoint(root / f"epoch-{epoch + 1:05d}", model=model, optimizer=optimizer,
                                         epoch=epoch + 1, config_json=config.to_json(), metrics=metrics)
             if config.sample_faces:
