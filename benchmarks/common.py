@@ -112,6 +112,9 @@ class Stopwatch:
     def __init__(self) -> None:
         self._start = time.perf_counter()
 
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
     def lap(self) -> float:
         now = time.perf_counter()
         elapsed, self._start = now - self._start, now

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,25 +22,45 @@ from data.shards import SPLITS, Manifest, load_manifest, read_split_shards
 
 @dataclass
 class _Split:
-    """A split's rows as one or more parts (one per shard on CPU, where they are mmap views)."""
+    """A split's rows as stored (HWC), in one or more parts (one per shard on CPU, as mmap views)."""
 
     ids: list[str]
-    images: list[Tensor]  # (n_k, 3, H, W) uint8, channels-last views of the HWC storage
-    masks: list[Tensor]  # (n_k, 1, H, W) uint8
-    starts: Tensor  # first row of each part, on the data's device
+    images: list[Tensor]  # (n_k, H, W, 3) uint8: one row is one contiguous block, so gathering is a memcpy
+    masks: list[Tensor]  # (n_k, H, W) uint8
+    starts: np.ndarray  # first row of each part
+    _numpy: tuple[list[np.ndarray], list[np.ndarray]] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images[0].device
 
     def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows ``idx`` (on the split's device) as (B, H, W, 3) and (B, H, W) uint8 on that device."""
         if len(self.images) == 1:
             return self.images[0].index_select(0, idx), self.masks[0].index_select(0, idx)
-        part = torch.searchsorted(self.starts, idx, right=True) - 1
-        images = torch.empty((len(idx), *self.images[0].shape[1:]), dtype=torch.uint8, device=idx.device)
-        masks = torch.empty((len(idx), *self.masks[0].shape[1:]), dtype=torch.uint8, device=idx.device)
-        for k in part.unique().tolist():
-            rows = (part == k).nonzero().squeeze(1)
-            local = idx.index_select(0, rows) - self.starts[k]
-            images[rows] = self.images[k].index_select(0, local)
-            masks[rows] = self.masks[k].index_select(0, local)
-        return images, masks
+        # Several parts only ever live on CPU (mapped shards): copy whole rows into one batch.
+        rows = idx.tolist()
+        part = (np.searchsorted(self.starts, rows, side="right") - 1).tolist()
+        images = np.empty((len(rows), *self.images[0].shape[1:]), dtype=np.uint8)
+        masks = np.empty((len(rows), *self.masks[0].shape[1:]), dtype=np.uint8)
+        image_parts, mask_parts = self._numpy_parts()
+        for i, (k, row) in enumerate(zip(part, rows)):
+            local = row - int(self.starts[k])
+            images[i] = image_parts[k][local]
+            masks[i] = mask_parts[k][local]
+        return torch.from_numpy(images), torch.from_numpy(masks)
+
+    def _numpy_parts(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        # Per-row copies are cheaper through numpy than through torch indexing.
+        if self._numpy is None:
+            self._numpy = ([p.numpy() for p in self.images], [p.numpy() for p in self.masks])
+        return self._numpy
+
+    def to(self, device: torch.device) -> _Split:
+        """One tensor per column on ``device``, filled part by part."""
+        images = _to_device(self.images, tuple(self.images[0].shape[1:]), device, True)
+        masks = _to_device(self.masks, tuple(self.masks[0].shape[1:]), device, True)
+        return _Split(self.ids, images, masks, np.zeros(1, dtype=np.int64))
 
 
 def _as_tensor(array: np.ndarray) -> Tensor:
@@ -50,16 +70,26 @@ def _as_tensor(array: np.ndarray) -> Tensor:
         return torch.from_numpy(array)
 
 
-def _to_device(parts: list[np.ndarray], shape: tuple[int, ...], device: torch.device, copy: bool) -> list[Tensor]:
+def _to_device(parts: Sequence[np.ndarray | Tensor], shape: tuple[int, ...], device: torch.device,
+               copy: bool) -> list[Tensor]:
     """CPU: the shard views themselves (no copy). Elsewhere: one tensor, filled shard by shard."""
+    tensors = [_as_tensor(p) if isinstance(p, np.ndarray) else p for p in parts]
     if device.type == "cpu" and not copy:
-        return [_as_tensor(p) for p in parts] or [torch.empty((0, *shape), dtype=torch.uint8)]
-    out = torch.empty((sum(len(p) for p in parts), *shape), dtype=torch.uint8, device=device)
+        return tensors or [torch.empty((0, *shape), dtype=torch.uint8)]
+    out = torch.empty((sum(len(p) for p in tensors), *shape), dtype=torch.uint8, device=device)
     start = 0
-    for p in parts:
-        out[start : start + len(p)].copy_(_as_tensor(p))
+    for p in tensors:
+        out[start : start + len(p)].copy_(p)
         start += len(p)
     return [out]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``cuda`` -> ``cuda:<current>``, so one device has one name (and one cached copy of the data)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -74,6 +104,7 @@ class FaceData:
         self.manifest = manifest
         self.device = device
         self._splits = splits
+        self._copies: dict[torch.device, FaceData] = {}
 
     @classmethod
     def load(
@@ -88,7 +119,7 @@ class FaceData:
         ``copy`` reads CPU data into memory instead of mapping it, e.g. for shards on a slow
         network filesystem; off CPU the data is always copied to the device.
         """
-        device = torch.device(device)
+        device = resolve_device(device)
         manifest = load_manifest(path)
         s = manifest.image_size
         loaded: dict[str, _Split] = {}
@@ -96,14 +127,22 @@ class FaceData:
             parts = read_split_shards(path, split, manifest)
             images = _to_device([p.images for p in parts], (s, s, 3), device, copy)
             masks = _to_device([p.masks for p in parts], (s, s), device, copy)
-            sizes = torch.tensor([0] + [len(m) for m in masks[:-1]], dtype=torch.long)
             loaded[split] = _Split(
-                ids=[i for p in parts for i in p.ids],
-                images=[x.permute(0, 3, 1, 2) for x in images],
-                masks=[m.unsqueeze(1) for m in masks],
-                starts=sizes.cumsum(0).to(device),
+                ids=[i for p in parts for i in p.ids], images=images, masks=masks,
+                starts=np.cumsum([0] + [len(m) for m in masks[:-1]], dtype=np.int64),
             )
         return cls(manifest, loaded, device)
+
+    def to(self, device: str | torch.device) -> FaceData:
+        """The same splits held on ``device``: copied there once, then kept with this object, so every
+        trial a worker process runs reuses the copy. ``self`` when the data is there already."""
+        device = resolve_device(device)
+        if device == self.device:
+            return self
+        if device not in self._copies:
+            splits = {name: split.to(device) for name, split in self._splits.items()}
+            self._copies[device] = FaceData(self.manifest, splits, device)
+        return self._copies[device]
 
     def _split(self, split: str) -> _Split:
         if split not in self._splits:
@@ -135,13 +174,19 @@ class FaceData:
         epoch: int = 0,
         drop_last: bool = False,
         limit: int | None = None,
+        device: str | torch.device | None = None,
+        channels_last: bool = False,
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield (images (B,3,H,W) float in [0,1], masks (B,1,H,W) float in {0,1}).
 
         ``limit`` caps the number of batches. Shuffling draws a permutation from a generator
-        seeded by (seed, epoch).
+        seeded by (seed, epoch). ``device`` (default: where the data is) receives the batches:
+        rows are gathered where the data is held and cross as uint8, so the float conversion runs
+        on ``device``. ``channels_last`` lays the images out as the CUDA fast path's convolutions
+        want them, saving a transposition there.
         """
         data = self._split(split)
+        target = self.device if device is None else resolve_device(device)
         n = self.num_batches(split, batch_size, drop_last)
         if limit is not None:
             if limit < 0:
@@ -154,9 +199,10 @@ class FaceData:
         for b in range(n):
             lo, hi = b * batch_size, min((b + 1) * batch_size, self.size(split))
             idx = order[lo:hi] if order is not None else torch.arange(lo, hi, device=self.device)
-            yield _convert(*data.gather(idx))
+            yield _convert(*data.gather(idx), target, channels_last)
 
-    def tensors(self, split: str, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+    def tensors(self, split: str, indices: Sequence[int] | Tensor, device: str | torch.device | None = None,
+                channels_last: bool = False) -> tuple[Tensor, Tensor]:
         """A fixed set of samples (e.g. for reconstruction grids), converted like a batch."""
         data = self._split(split)
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
@@ -164,7 +210,7 @@ class FaceData:
         if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
             raise IndexError(f"indices: out of range for split {split!r} of {n} samples")
         idx = (idx % max(n, 1)).to(self.device)
-        return _convert(*data.gather(idx))
+        return _convert(*data.gather(idx), self.device if device is None else resolve_device(device), channels_last)
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -172,7 +218,12 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
 
 
-def _convert(images: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
-    # One copy each: uint8 (channels-last storage) -> contiguous NCHW float.
-    images = images.to(dtype=torch.float32, memory_format=torch.contiguous_format).div_(255.0)
-    return images, masks.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+def _convert(images: Tensor, masks: Tensor, device: torch.device, channels_last: bool) -> tuple[Tensor, Tensor]:
+    """(B,H,W,3), (B,H,W) uint8 -> float (B,3,H,W) in [0,1] and (B,1,H,W) on ``device``."""
+    # uint8 is a quarter of the float bytes: it is what crosses to the device (a no-op when there).
+    images = images.to(device, non_blocking=True).permute(0, 3, 1, 2)
+    masks = masks.to(device, non_blocking=True).unsqueeze(1)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    # One pass converts and lays out (the HWC storage is already channels-last), one scales in place.
+    images = images.to(dtype=torch.float32, memory_format=layout).div_(255.0)
+    return images, masks.to(dtype=torch.float32)

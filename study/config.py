@@ -45,6 +45,8 @@ class TrainConfig(StrictModel):
     seed: int = Field(0, ge=0, description="Seed for initialisation, sampling and data order.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present, else CPU.")
     fast_path: bool = Field(True, description="On CUDA: bf16 autocast and channels_last. Ignored on CPU.")
+    compile: bool = Field(False, description="torch.compile the training steps (each run pays the compile once; "
+                          "`python -m benchmarks --only trainer_gpu` measures whether it pays off).")
     max_train_batches: int | None = Field(None, ge=1, description="Cap on training batches per epoch (quick runs); null = all.")
     max_val_batches: int | None = Field(None, ge=1, description="Cap on validation batches per epoch; null = all.")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints the trainer keeps on disk.")

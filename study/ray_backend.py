@@ -74,10 +74,57 @@ _trial_notes: dict[str, Any] = {}
 def _report_to_tune(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
     payload = {**metrics, **_trial_notes, "node_id": node_id()}
     checkpoint = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+    _export_trial_metrics(metrics)
     tune.report(payload, checkpoint=checkpoint)
     if faults.fire("after_report", epoch=int(metrics.get("epoch", 0))) == "corrupt_and_exit":
         _corrupt_latest_persisted_checkpoint()
         os._exit(137)
+
+
+# Dashboard view of trials: Tune reuses one actor for many trials, so actor and task names say
+# "tune_trial"/"final_trial"; these per-trial gauges (Ray exports them as ray_maskvae_trial_* on
+# every node's metrics endpoint, and the dashboard's Grafana panels) carry the hypothesis and the
+# trial name instead, and each trial's first report names it in its actor's log.
+_TRIAL_GAUGE_SPECS = {
+    "images_per_s": ("maskvae_trial_images_per_second", "Training throughput of the trial's last epoch (images/s)."),
+    "epoch": ("maskvae_trial_epoch", "Epochs the trial has finished."),
+    "val_objective": ("maskvae_trial_objective", "Validation objective of the trial's last epoch."),
+}
+_TRIAL_GAUGE_TAGS = ("hypothesis", "trial", "phase")
+_trial_gauges: dict[str, Any] = {}
+_announced_trials: set[str] = set()
+
+
+def _trial_tags() -> dict[str, str] | None:
+    """hypothesis / trial name (`_trial_name`'s "<hypothesis>[/seed<N>]:<id>") / phase of the running trial."""
+    try:
+        context = tune.get_context()
+        name, phase = context.get_trial_name(), context.get_experiment_name()
+    except Exception:  # not inside a Tune trial (a direct call in a test): nothing to label
+        return None
+    if not name:
+        return None
+    hypothesis = name.rsplit(":", 1)[0].split("/seed")[0]
+    return {"hypothesis": hypothesis, "trial": name, "phase": phase or ""}
+
+
+def _export_trial_metrics(metrics: dict[str, float]) -> None:
+    from ray.util.metrics import Gauge
+
+    tags = _trial_tags()
+    if tags is None:
+        return
+    if tags["trial"] not in _announced_trials:
+        _announced_trials.add(tags["trial"])
+        print(f"maskvae {tags['phase']} trial {tags['trial']} (hypothesis {tags['hypothesis']}) on node {node_id()}",
+              flush=True)
+    for key, (name, description) in _TRIAL_GAUGE_SPECS.items():
+        value = _as_float(metrics.get(key))
+        if value is None:
+            continue
+        if name not in _trial_gauges:
+            _trial_gauges[name] = Gauge(name, description=description, tag_keys=_TRIAL_GAUGE_TAGS)
+        _trial_gauges[name].set(value, tags=tags)
 
 
 def _corrupt_latest_persisted_checkpoint() -> None:
@@ -420,7 +467,7 @@ def results(storage_path: str, name: str, with_history: bool = False) -> list[di
     frames = analysis.trial_dataframes if with_history else {}
     rows = []
     for trial in analysis.trials:
-        history = frames.get(trial.path)
+        history = frames.get(trial.trial_id)
         rows.append({
             "history": history.to_dict("records") if history is not None else [],
             "trial_id": trial.trial_id, "config": flat_config(trial.config), "metrics": dict(trial.last_result or {}),

@@ -166,8 +166,8 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
     totals.update({f"final:{h}": config.final.seeds for h in hypotheses})
     listener = Listeners(MlflowListener(tracker, state.parents), ProgressPrinter(totals, config.objective.metric))
 
-    _treat_sigterm_as_ctrl_c()
     state.dashboard_url = ray_backend.start_ray(config.ray)
+    _treat_sigterm_as_ctrl_c()  # after ray.init, which installs its own fatal-signal handlers
     state.save(out_dir)
     if state.dashboard_url:
         print(f"Ray dashboard: {state.dashboard_url}")

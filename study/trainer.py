@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,15 +66,29 @@ def _raise_if_not_finite(terms: dict[str, float], where: str) -> None:
         raise NonFiniteLossError(f"loss became non-finite {where} ({described}); stopping this run")
 
 
+def on_training_device(data: FaceData, plan: DevicePlan) -> FaceData:
+    """The data on the training device: copied there once per process (the FaceData keeps the copy
+    for the next trial). Where it does not fit it stays on the host and each batch crosses as uint8."""
+    try:
+        return data.to(plan.device)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        warnings.warn(f"the dataset does not fit on {plan.device}: batches are copied there one by one", stacklevel=2)
+        return data
+
+
 def _run_epoch_training(model, optimizer, data: FaceData, config: TrainConfig, plan: DevicePlan,
-                        epoch: int, weights: LossWeights) -> tuple[dict[str, float], int]:
+                        epoch: int, weights: LossWeights, forward=None) -> tuple[dict[str, float], int]:
+    """One epoch of steps; ``forward`` is the module the steps call (a compiled ``model``, or ``model``)."""
+    forward = model if forward is None else forward
     model.train()
     loss_name = config.parsed_hypothesis.loss
     use_mask = config.parsed_hypothesis.mask
     sums = torch.zeros(len(TERM_NAMES), device=plan.device)
     seen = 0
     batches = data.batches("train", config.batch_size, shuffle=True, seed=config.seed, epoch=epoch,
-                           drop_last=data.size("train") >= config.batch_size, limit=config.max_train_batches)
+                           drop_last=data.size("train") >= config.batch_size, limit=config.max_train_batches,
+                           device=plan.device, channels_last=plan.channels_last)
     if config.progress:
         from tqdm.auto import tqdm
 
@@ -85,7 +100,7 @@ def _run_epoch_training(model, optimizer, data: FaceData, config: TrainConfig, p
     for images, masks in batches:
         images = plan.prepare_input(images)
         with plan.autocast():
-            out = model(images, masks if use_mask else None)
+            out = forward(images, masks if use_mask else None)
             terms = loss_terms(out, images, masks, loss_name, config.kl_weight, weights)
         if poison:
             terms["total"] = terms["total"] * float("nan")
@@ -108,23 +123,26 @@ def validate(model: FaceVAE, data: FaceData, config: TrainConfig, plan: DevicePl
     loss_name = config.parsed_hypothesis.loss
     use_mask = config.parsed_hypothesis.mask
     weights = loss_weights(config)
-    sums: dict[str, float] = {}
+    sums: dict[str, torch.Tensor] = {}
     count = 0
-    for images, masks in data.batches(split, config.batch_size, limit=config.max_val_batches):
+    for images, masks in data.batches(split, config.batch_size, limit=config.max_val_batches, device=plan.device,
+                                      channels_last=plan.channels_last):
         images = plan.prepare_input(images)
         with plan.autocast():
             out = model(images, masks if use_mask else None, sample=False)
             terms = loss_terms(out, images, masks, loss_name, config.kl_weight, weights)
             predicted = model.predict(images).output
-        batch = {name: terms[name].float() * images.shape[0] for name in TERM_NAMES}
+        batch = {name: terms[name].double() * images.shape[0] for name in TERM_NAMES}
         for name, per_image in cheap_metrics(predicted.float(), images.float()).items():
-            batch[name] = per_image.sum()
+            batch[name] = per_image.double().sum()
+        # Sums stay on the device: one host sync per validation, not one per batch and metric.
         for name, value in batch.items():
-            sums[name] = sums.get(name, 0.0) + float(value)
+            sums[name] = sums[name] + value if name in sums else value
         count += images.shape[0]
     if count == 0:
         raise ValueError(f"split '{split}' of the dataset is empty: cannot validate")
-    return {name: value / count for name, value in sums.items()}
+    totals = torch.stack(list(sums.values())).tolist()
+    return {name: value / count for name, value in zip(sums, totals)}
 
 
 def _restore(checkpoint: Path, config: TrainConfig, model, optimizer) -> int:
@@ -153,10 +171,13 @@ def train(config: TrainConfig, data: FaceData, report: Reporter | None = None, *
     `keep_checkpoints` are kept).
     """
     plan = plan_device(config.device, config.fast_path)
+    data = on_training_device(data, plan)
     torch.manual_seed(config.seed)
     model = build_model(config, data.manifest.image_size).to(plan.device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # Only the training steps run compiled; checkpoints and validation use the module itself.
+    forward = torch.compile(model) if config.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     start_epoch = _restore(Path(checkpoint), config, model, optimizer) if checkpoint else 0
     weights = loss_weights(config)
@@ -169,7 +190,8 @@ def train(config: TrainConfig, data: FaceData, report: Reporter | None = None, *
             metrics = _epoch_metrics(config, start_epoch, {}, validate(model, data, config, plan), 0, 0.0)
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
-            train_terms, images_seen = _run_epoch_training(model, optimizer, data, config, plan, epoch, weights)
+            train_terms, images_seen = _run_epoch_training(model, optimizer, data, config, plan, epoch, weights,
+                                                           forward)
             _raise_if_not_finite(train_terms, f"in training epoch {epoch + 1}")
             elapsed = time.perf_counter() - started
             val_terms = validate(model, data, config, plan)
@@ -191,9 +213,9 @@ def train(config: TrainConfig, data: FaceData, report: Reporter | None = None, *
 
 def _save_samples(model: FaceVAE, data: FaceData, config: TrainConfig, plan: DevicePlan, path: Path, epoch: int) -> None:
     count = min(config.sample_faces, data.size("val"))
-    images, _ = data.tensors("val", list(range(count)))
+    images, _ = data.tensors("val", list(range(count)), device=plan.device, channels_last=plan.channels_last)
     with plan.autocast():
-        rows = reconstruction_rows(model, plan.prepare_input(images.to(plan.device)))
+        rows = reconstruction_rows(model, plan.prepare_input(images))
     save_grid(rows, path, title=f"{config.hypothesis} epoch {epoch}")
 
 

@@ -1,0 +1,152 @@
+"""Early stopping: the tuning phase with ASHA against the same phase with the full budget (FIFO).
+
+Both run the study's own tuner (`ray_backend.tuning_tuner`: real trainer, per-hypothesis Optuna,
+per-hypothesis ASHA) on the smoke preset's synthetic faces with fixed seeds. Optuna samples every
+trial at random (startup trials = trials per hypothesis), so both sides train exactly the same
+configurations and only the scheduler differs. Claims: ASHA spends at most 40% of the trial-epochs,
+picks the same best hypothesis and ranks the hypotheses alike (Spearman) on a metric that every
+hypothesis shares (validation 1-SSIM of each hypothesis's selected trial).
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .common import Row, Stopwatch, Target, ratio
+
+NAME = "early_stopping"
+EPOCHS_TARGET = Target("<=", 0.40)
+SAME_BEST_TARGET = Target(">=", 1.0, on="value")
+RANK_TARGET = Target(">=", 0.8, on="value")
+RANK_METRIC = "val_one_minus_ssim"
+
+
+def study_config(data_path: str, *, losses: list[str], masks: list[bool], trials: int, epochs: int, grace_period: int,
+                 reduction_factor: float, kind: str, max_train_batches: int, batch_size: int, num_cpus: int):
+    from study.study_config import load_study_config
+
+    overrides = [
+        f"data.path={data_path}", "data.synthesize_if_missing=null", f"grid.losses=[{', '.join(losses)}]",
+        f"grid.masks=[{', '.join(str(m).lower() for m in masks)}]", f"search.trials_per_hypothesis={trials}",
+        f"search.startup_trials={trials}", f"train.epochs={epochs}", f"train.max_train_batches={max_train_batches}",
+        f"train.batch_size={batch_size}", "train.max_val_batches=1", "model.width=0.125", "model.latent_dim=16", f"scheduler.kind={kind}",
+        f"scheduler.grace_period={grace_period}", f"scheduler.reduction_factor={reduction_factor}",
+        f"ray.num_cpus={num_cpus}", "ray.dashboard=false", f"name=bench-{kind}",
+    ]
+    return load_study_config("smoke", overrides=overrides)
+
+
+def tune_phase(config, storage: Path) -> list[dict[str, Any]]:
+    """One tuning phase through the study's tuner; no tracking (that is measured elsewhere)."""
+    from study import ray_backend
+    from study.events import Listeners
+
+    tuner = ray_backend.tuning_tuner(config, config.data.path, str(storage), Listeners())
+    ray_backend.quiet_tune_output()
+    return [{"trial_id": result.metrics.get("trial_id"), "config": ray_backend.flat_config(result.config or {}),
+             "metrics": dict(result.metrics or {}), "error": str(result.error) if result.error else None}
+            for result in tuner.fit()]
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def trial_epochs(rows: list[dict[str, Any]]) -> int:
+    return sum(int(row["metrics"].get("epoch") or 0) for row in rows)
+
+
+def hypothesis_scores(rows: list[dict[str, Any]], metric: str, mode: str, rank_metric: str) -> dict[str, float]:
+    """Each hypothesis's selected trial (best on the study's objective), scored on `rank_metric`."""
+    from study.selection import best_per_hypothesis
+
+    best = best_per_hypothesis(rows, metric, mode)
+    by_id = {row["trial_id"]: row for row in rows}
+    scores = {}
+    for hypothesis, chosen in best.items():
+        value = _finite(by_id[chosen["trial_id"]]["metrics"].get(rank_metric))
+        if value is not None:
+            scores[hypothesis] = value
+    return scores
+
+
+def spearman(a: dict[str, float], b: dict[str, float]) -> float | None:
+    """Rank correlation over the hypotheses both sides scored (None with fewer than two)."""
+    from scipy.stats import spearmanr
+
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        return None
+    value = spearmanr([a[h] for h in common], [b[h] for h in common]).statistic
+    return float(value) if math.isfinite(value) else None
+
+
+def compare(asha: list[dict[str, Any]], fifo: list[dict[str, Any]], metric: str = "val_objective",
+            mode: str = "min", rank_metric: str = RANK_METRIC) -> dict[str, Any]:
+    """Trial-epochs, best hypothesis and rank agreement of two tuning phases over the same trials."""
+    ours, full = hypothesis_scores(asha, metric, mode, rank_metric), hypothesis_scores(fifo, metric, mode, rank_metric)
+    best = {name: (min(scores, key=scores.get) if scores else None) for name, scores in (("asha", ours), ("fifo", full))}
+    return {
+        "trial_epochs": {"asha": trial_epochs(asha), "fifo": trial_epochs(fifo)},
+        "best": best,
+        "same_best": best["asha"] is not None and best["asha"] == best["fifo"],
+        "spearman": spearman(ours, full),
+        "objective_spearman": spearman(hypothesis_scores(asha, metric, mode, metric),
+                                       hypothesis_scores(fifo, metric, mode, metric)),
+        "scores": {"asha": ours, "fifo": full},
+        "errors": sum(1 for row in asha + fifo if row.get("error")),
+    }
+
+
+def measure(*, count: int, losses: list[str], masks: list[bool], trials: int, epochs: int, grace_period: int,
+            reduction_factor: float, max_train_batches: int, batch_size: int = 16, num_cpus: int = 2) -> list[Row]:
+    from data.prepare import synthesize
+    from study import ray_backend
+    from study.study_config import preset_values
+
+    smoke_data = preset_values("smoke")["data"]["synthesize_if_missing"]
+    with tempfile.TemporaryDirectory(prefix="maskvae-bench-asha-") as scratch:
+        root = Path(scratch)
+        synthesize(root / "faces", count=count, size=smoke_data["size"], seed=smoke_data["seed"], progress=False)
+        configs = {kind: study_config(str(root / "faces"), losses=losses, masks=masks, trials=trials, epochs=epochs,
+                                      grace_period=grace_period, reduction_factor=reduction_factor, kind=kind,
+                                      max_train_batches=max_train_batches, batch_size=batch_size, num_cpus=num_cpus)
+                   for kind in ("asha", "fifo")}
+        ray_backend.start_ray(configs["asha"].ray)
+        rows, seconds = {}, {}
+        try:
+            for kind, config in configs.items():
+                clock = Stopwatch()
+                rows[kind] = tune_phase(config, root / kind)
+                seconds[kind] = clock.lap()
+        finally:
+            ray_backend.stop_ray()
+    result = compare(rows["asha"], rows["fifo"])
+    epochs_used = result["trial_epochs"]
+    setting = (f"{len(losses) * len(masks)} hypotheses x {trials} trials x {epochs} epochs, "
+               f"grace {grace_period}, reduction {reduction_factor:g}")
+    details = {"setting": setting, "seconds": seconds, **result}
+    return [
+        Row(NAME, f"trial-epochs, ASHA vs full budget ({setting})", "trial-epochs", float(epochs_used["asha"]),
+            float(epochs_used["fifo"]), "FIFO (every trial to the end)", EPOCHS_TARGET,
+            ratio(epochs_used["asha"], epochs_used["fifo"]), details=details),
+        Row(NAME, f"same best hypothesis ({result['best']['asha']} vs {result['best']['fifo']})", "yes=1",
+            float(result["same_best"]), None, "FIFO's best", SAME_BEST_TARGET),
+        Row(NAME, f"Spearman rank correlation of hypotheses ({RANK_METRIC})", "rho",
+            result["spearman"], None, "FIFO's ranking", RANK_TARGET,
+            note=f"on val_objective: {result['objective_spearman']}"),
+    ]
+
+
+def run(quick: bool) -> list[Row]:
+    if quick:
+        return measure(count=600, losses=["l2", "ssim"], masks=[True, False], trials=8, epochs=4, grace_period=1,
+                       reduction_factor=4, max_train_batches=2)
+    return measure(count=1200, losses=["l2", "ssim"], masks=[True, False], trials=16, epochs=9, grace_period=1,
+                   reduction_factor=4, max_train_batches=4)

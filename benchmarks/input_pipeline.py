@@ -1,0 +1,110 @@
+"""Input pipeline: prepared shards -> training batches, against decoding the source files per batch.
+
+Both sides produce the same thing from the same faces: shuffled (images, masks) float batches at
+the training size, on one core. The reference reads CelebA's layout the way a from-folders loader
+does: per face, decode the JPEG and the label PNG, centre-crop, resize (PIL, bicubic / nearest),
+map labels to the face mask, stack and convert. maskvae reads the prepared, memory-mapped shards
+(written by `data.prepare.prepare` from that very folder, several shards as for real CelebA).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .common import Row, Stopwatch, Target, interleaved, median, ratio, torch_threads
+
+NAME = "input_pipeline"
+TARGET = Target(">=", 20.0)
+CELEBA_SIZE = (178, 218)  # CelebA's aligned crops (width, height)
+
+
+class FolderLoader:
+    """The reference: every batch decoded and resized from the source files."""
+
+    def __init__(self, root: Path, ids: list[str], size: int) -> None:
+        from data.labels import DEFAULT_FACE_CLASSES, mask_lut
+
+        self.images = [root / "img_align_celeba" / f"{i}.jpg" for i in ids]
+        self.labels = [root / "labels" / f"{i}.png" for i in ids]
+        self.size = size
+        self.lut = mask_lut(DEFAULT_FACE_CLASSES)
+
+    def _load(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from data.prepare import centre_crop_box
+
+        with Image.open(self.images[k]) as image:
+            box = centre_crop_box(*image.size)
+            rgb = image.convert("RGB").crop(box).resize((self.size, self.size), Image.Resampling.BICUBIC)
+        with Image.open(self.labels[k]) as labels:
+            small = labels.crop(box).resize((self.size, self.size), Image.Resampling.NEAREST)
+        return np.asarray(rgb), self.lut[np.asarray(small)]
+
+    def batches(self, batch_size: int, epoch: int):
+        order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(epoch)).tolist()
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            pairs = [self._load(k) for k in order[start:start + batch_size]]
+            images = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float().div_(255.0)
+            masks = torch.from_numpy(np.stack([p[1] for p in pairs])).unsqueeze(1).float()
+            yield images.contiguous(), masks
+
+
+def _rate(batches) -> float:
+    """Images per second to drain an iterator of (images, masks) batches."""
+    clock = Stopwatch()
+    count = sum(images.shape[0] for images, _ in batches)
+    return count / clock.lap()
+
+
+def make_dataset(root: Path, count: int, size: int, shard_rows: int) -> tuple[Path, Path]:
+    """CelebA's layout rendered by data.synthetic, and the same faces prepared into shards."""
+    from data.prepare import prepare
+    from data.synthetic import write_celeba_layout
+
+    source = write_celeba_layout(root / "celeba", count, CELEBA_SIZE, seed=0)
+    prepared = root / "prepared"
+    prepare(prepared, "celeba", source / "img_align_celeba", source / "labels", source / "list_eval_partition.txt",
+            size, shard_rows=shard_rows, progress=False)
+    return source, prepared
+
+
+def measure(count: int, size: int = 144, batch_size: int = 32, repeats: int = 5, shard_rows: int = 32,
+            min_seconds: float = 0.25) -> list[Row]:
+    from data.loader import FaceData
+
+    with tempfile.TemporaryDirectory(prefix="maskvae-bench-input-") as scratch:
+        source, prepared = make_dataset(Path(scratch), count, size, shard_rows)
+        with torch_threads(1):
+            data = FaceData.load(prepared, splits=("train",))
+            reference = FolderLoader(source, data.ids("train"), size)
+            shards = len(data.manifest.shards_of("train"))
+            epochs = {"reference": 0, "shards": 0}
+
+            def run_reference() -> float:
+                epochs["reference"] += 1
+                return _rate(reference.batches(batch_size, epochs["reference"]))
+
+            def run_shards() -> float:
+                # Several epochs per sample, so one sample lasts long enough to time well.
+                clock, seen = Stopwatch(), 0
+                while True:
+                    epochs["shards"] += 1
+                    seen += sum(x.shape[0] for x, _ in data.batches("train", batch_size, shuffle=True,
+                                                                    epoch=epochs["shards"], drop_last=True))
+                    if seen and clock.elapsed() >= min_seconds:
+                        return seen / clock.elapsed()
+
+            run_reference(), run_shards()  # warm the page cache and the allocator for both
+            samples = interleaved({"reference": run_reference, "shards": run_shards}, repeats)
+    ours, baseline = median(samples["shards"]), median(samples["reference"])
+    details = {"images": data.size("train"), "image_size": size, "source_size": list(CELEBA_SIZE),
+               "batch_size": batch_size, "shards": shards, "threads": 1, "samples": samples}
+    return [Row(NAME, f"shards -> batches, {size} px, batch {batch_size}, 1 core", "images/s", ours, baseline,
+                "decode JPEG+PNG from folders, PIL resize", TARGET, ratio(ours, baseline), details=details)]
+
+
+def run(quick: bool) -> list[Row]:
+    return measure(count=96, repeats=3) if quick else measure(count=256, repeats=5)

@@ -1,0 +1,102 @@
+"""The driver stops: SIGKILL half-way (2), Ctrl-C / SIGTERM (3); `maskvae study resume` finishes."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+
+import pandas as pd
+import pytest
+
+from tests.studyproc import StudyProcess, checkpoints, mlflow_runs, study_overrides
+
+pytestmark = pytest.mark.slow
+EXPECTED_SECTIONS = None
+
+
+def _start(tmp_path, data, epochs=3, trials=2):
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["study", "run", "--out", str(tmp_path / "study")]
+    for value in study_overrides(data, tracking, losses="[l2, ssim]", masks="[true]", trials=trials, epochs=epochs):
+        args += ["--set", value]
+    slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 0.7}]
+    return StudyProcess(args, cwd=tmp_path, faults=slow), tracking
+
+
+def _results_per_trial(study_dir):
+    """How many results each tuning trial has reported (Ray's own progress files)."""
+    counts = {}
+    for progress in (study_dir / "ray" / "tune").glob("*/result.json"):
+        counts[progress.parent.name] = len([line for line in progress.read_text().splitlines() if line.strip()])
+    return counts
+
+
+def _finished_trials(study_dir, epochs):
+    return {name for name, count in _results_per_trial(study_dir).items() if count >= epochs}
+
+
+def _sections(report):
+    return [line for line in report.splitlines() if line.startswith("## ")]
+
+
+def _assert_complete(study_dir, tracking, trials_per_hypothesis=2):
+    assert json.loads((study_dir / "study.json").read_text())["phase"] == "done"
+    trials = pd.read_parquet(study_dir / "results" / "trials.parquet")
+    assert trials.groupby("hypothesis").size().to_dict() == {"l2/mask": trials_per_hypothesis,
+                                                             "ssim/mask": trials_per_hypothesis}
+    assert (trials.status == "TERMINATED").all()
+    client, runs = mlflow_runs(tracking)
+    assert all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in runs)
+    keys = [r.data.tags["maskvae.trial_key"] for r in runs if "maskvae.trial_key" in r.data.tags]
+    assert len(keys) == len(set(keys)), "a trial's MLflow run was duplicated instead of re-attached"
+    assert sorted(k.split(":")[0] for k in keys) == ["final"] * 2 + ["tune"] * (2 * trials_per_hypothesis)
+    parents = [r for r in runs if r.data.tags.get("maskvae.role") == "hypothesis"]
+    assert len(parents) == 2 and all(r.info.status == "FINISHED" for r in parents)
+    for run in runs:
+        if run.data.tags.get("maskvae.phase") == "tune":
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "epoch")]
+            assert len(steps) == len(set(steps)), "an epoch was logged twice"
+    return trials, client, runs
+
+
+def test_driver_sigkill_half_way_then_resume(tmp_path, synthetic_dataset):
+    study, tracking = _start(tmp_path, synthetic_dataset)
+    study_dir = tmp_path / "study"
+    study.wait_for(lambda: len(_finished_trials(study_dir, 3)) >= 2, timeout=300, what="half of the trials")
+    study.kill()
+    study.wait(60)
+    done_before = {name: count for name, count in _results_per_trial(study_dir).items() if count >= 3}
+    resumed = StudyProcess(["study", "resume", str(study_dir)], cwd=tmp_path)
+    assert resumed.wait(600) == 0, resumed.output[-4000:]
+    trials, client, runs = _assert_complete(study_dir, tracking)
+    after = _results_per_trial(study_dir)
+    for name, count in done_before.items():
+        assert after[name] == count, f"completed trial {name} was re-run"
+    from tests.test_reliability_faults import _search_state
+
+    search = _search_state(study_dir)
+    for hypothesis, optuna_study in search.studies.items():
+        assert [t.state.name for t in optuna_study.trials] == ["COMPLETE", "COMPLETE"], hypothesis
+        assert {t.user_attrs["ray_trial_id"] for t in optuna_study.trials} == \
+            set(trials[trials.hypothesis == hypothesis].trial_id)
+    sections = _sections((study_dir / "REPORT.md").read_text())
+    assert any("Ranking: full output" in s for s in sections) and any("face region" in s for s in sections)
+    assert any("mask" in s.lower() and "effect" in s.lower() for s in sections) or len(sections) >= 4
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_cleanly_then_resume_completes(tmp_path, synthetic_dataset, signum):
+    study, tracking = _start(tmp_path, synthetic_dataset, epochs=3, trials=2)
+    study_dir = tmp_path / "study"
+    study.wait_for(lambda: len(checkpoints(study_dir)) >= 2, timeout=300, what="two checkpoints")
+    study.signal(signum)
+    code = study.wait(120)
+    assert code == 130, study.output[-3000:]
+    assert re.search(rf"maskvae study resume {re.escape(str(study_dir))}", study.output)
+    client, runs = mlflow_runs(tracking)
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    assert any(r.info.status == "KILLED" for r in runs)
+    assert json.loads((study_dir / "study.json").read_text())["phase"] == "tune"
+    resumed = StudyProcess(["study", "resume", str(study_dir)], cwd=tmp_path)
+    assert resumed.wait(600) == 0, resumed.output[-4000:]
+    _assert_complete(study_dir, tracking)
