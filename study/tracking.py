@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from .errors import UserInputError
 
 T = TypeVar("T")
+# maskvae prints its own summary; a URL per closed run (MLflow's default with a server) buries it.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 ROLE_TAG = "maskvae.role"
 STUDY_TAG = "maskvae.study_id"
 HYPOTHESIS_TAG = "maskvae.hypothesis"
