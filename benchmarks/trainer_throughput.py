@@ -22,12 +22,14 @@ HYPOTHESIS = "ssim+l2/mask"
 
 
 def train_config(*, width: float, latent_dim: int, batch_size: int, epochs: int, batches: int, device: str = "cpu",
-                 fast_path: bool = True, compile: bool = False, seed: int = 0):
+                 fast_path: bool = True, compile: bool = False, seed: int = 0, sample_faces: int = 8):
+    """The run both sides train: `batches` steps per epoch, one validation batch per epoch."""
     from study.config import TrainConfig
 
     return TrainConfig(hypothesis=HYPOTHESIS, epochs=epochs, batch_size=batch_size, lr=1e-4, kl_weight=1e-3,
                        model={"width": width, "latent_dim": latent_dim}, device=device, fast_path=fast_path,
-                       compile=compile, max_train_batches=batches, max_val_batches=1, seed=seed)
+                       compile=compile, max_train_batches=batches, max_val_batches=1, seed=seed,
+                       sample_faces=sample_faces)
 
 
 def plain_loop(config, data) -> tuple[float, float]:

@@ -424,6 +424,17 @@ def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str,
     )
 
 
+def saved_search(storage_path: str) -> HypothesisSearch | None:
+    """The searcher state Tune saved with the tuning experiment (every Optuna study, as of the last snapshot)."""
+    import glob
+
+    files = sorted(glob.glob(f"{experiment_path(storage_path, TUNE_EXPERIMENT)}/{Searcher.CKPT_FILE_TMPL.format('*')}"))
+    if not files:
+        return None
+    with open(files[-1], "rb") as handle:
+        return HypothesisSearch.from_state(pickle.load(handle)["search"])
+
+
 def experiment_path(storage_path: str, name: str) -> str:
     return f"{storage_path.rstrip('/')}/{name}"
 

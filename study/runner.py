@@ -23,6 +23,7 @@ RESULTS_DIR = "results"
 SCORES_FILE = "results/scores.parquet"
 TRIALS_FILE = "results/trials.parquet"
 GRIDS_DIR = "results/grids"
+OPTUNA_FILE = "results/optuna_trials.parquet"
 _VERSIONED = ("maskvae", "torch", "ray", "mlflow", "optuna", "lpips", "pytorch-msssim", "pyarrow")
 
 
@@ -178,6 +179,9 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
             rows = _fit_phase(config, state, ray_backend.TUNE_EXPERIMENT, listener,
                               lambda: ray_backend.tuning_tuner(config, state.data_path, state.storage_path, listener))
             _write_trials(out_dir, rows, config)
+            search = ray_backend.saved_search(state.storage_path)
+            if search is not None:
+                pd.DataFrame(search.trials_table()).to_parquet(out_dir / OPTUNA_FILE, index=False)
             from .selection import best_per_hypothesis
 
             state.best = best_per_hypothesis(rows, config.objective.metric, config.objective.mode)

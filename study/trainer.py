@@ -171,6 +171,9 @@ def train(config: TrainConfig, data: FaceData, report: Reporter | None = None, *
     `keep_checkpoints` are kept).
     """
     plan = plan_device(config.device, config.fast_path)
+    if plan.device.type == "cuda":
+        # Input sizes are fixed for a whole run: cuDNN may time its kernels once and keep the fastest.
+        torch.backends.cudnn.benchmark = True
     data = on_training_device(data, plan)
     torch.manual_seed(config.seed)
     model = build_model(config, data.manifest.image_size).to(plan.device)

@@ -99,17 +99,9 @@ def test_a_corrupted_checkpoint_falls_back_to_the_previous_one(faulty_study):
 
 
 def _search_state(study_dir):
-    import pickle
+    from study.ray_backend import saved_search
 
-    from study.search import HypothesisSearch
-
-    files = sorted((study_dir / "ray" / "tune").glob("searcher-state-*.pkl"))
-    with open(files[-1], "rb") as handle:
-        raw = pickle.load(handle)
-    while not isinstance(raw, HypothesisSearch):
-        raw = raw.search if hasattr(raw, "search") else raw["search"] if isinstance(raw, dict) and "search" in raw \
-            else HypothesisSearch.from_state(raw)
-    return raw
+    return saved_search(str(study_dir / "ray"))
 
 
 def test_a_sigkilled_worker_resumes_its_trial_from_the_last_checkpoint(tmp_path, synthetic_dataset):
