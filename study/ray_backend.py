@@ -22,6 +22,7 @@ from ray.tune.search import Searcher
 from . import faults
 from .events import TrialListener
 from .search import HypothesisSearch
+from .selection import finite_or_none
 from .study_config import RayConfig, StudyConfig
 
 TUNE_EXPERIMENT = "tune"
@@ -119,7 +120,7 @@ def _export_trial_metrics(metrics: dict[str, float]) -> None:
         print(f"maskvae {tags['phase']} trial {tags['trial']} (hypothesis {tags['hypothesis']}) on node {node_id()}",
               flush=True)
     for key, (name, description) in _TRIAL_GAUGE_SPECS.items():
-        value = _as_float(metrics.get(key))
+        value = finite_or_none(metrics.get(key))
         if value is None:
             continue
         if name not in _trial_gauges:
@@ -231,7 +232,7 @@ class HypothesisSearcher(Searcher):
         values = None
         if result and not error:
             names = [self.metric] + ([self.secondary_metric] if self.secondary_metric else [])
-            values = [_as_float(result.get(name)) for name in names]
+            values = [finite_or_none(result.get(name)) for name in names]
         self.search.complete(trial_id, values)
 
     def save(self, checkpoint_path: str) -> None:
@@ -244,14 +245,6 @@ class HypothesisSearcher(Searcher):
             state = pickle.load(handle)
         self.search = HypothesisSearch.from_state(state["search"])
         self.secondary_metric = state["secondary_metric"]
-
-
-def _as_float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 class PerHypothesisScheduler(FIFOScheduler):
@@ -277,12 +270,12 @@ class PerHypothesisScheduler(FIFOScheduler):
         self._for(trial).on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result) -> str:
-        if _as_float(result.get(self._metric)) is None:
+        if finite_or_none(result.get(self._metric)) is None:
             return TrialScheduler.CONTINUE  # the trainer itself stops non-finite runs with a reason
         return self._for(trial).on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result) -> None:
-        if result and _as_float(result.get(self._metric)) is not None:
+        if result and finite_or_none(result.get(self._metric)) is not None:
             self._for(trial).on_trial_complete(tune_controller, trial, result)
         else:
             self._for(trial).on_trial_remove(tune_controller, trial)

@@ -5,7 +5,8 @@ import math
 from typing import Any
 
 
-def _finite(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
+    """`value` as a float when it is a finite number, else None (NaN, Inf, missing, text)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -18,7 +19,7 @@ def best_per_hypothesis(rows: list[dict[str, Any]], metric: str, mode: str = "mi
     sign = 1.0 if mode == "min" else -1.0
     best: dict[str, dict[str, Any]] = {}
     for row in rows:
-        value = _finite(row["metrics"].get(metric))
+        value = finite_or_none(row["metrics"].get(metric))
         if row.get("status") == "ERROR" or row.get("error") or value is None:
             continue
         hypothesis = row["config"]["hypothesis"]
