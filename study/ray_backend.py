@@ -97,7 +97,7 @@ _announced_trials: set[str] = set()
 
 
 def _trial_tags() -> dict[str, str] | None:
-    """hypothesis / trial name (`_trial_name`'s "<hypothesis>[/seed<N>]:<id>") / phase of the running trial."""
+    """hypothesis / trial name (`_trial_name`'s "<hypothesis>[#<i>|/seed<N>]:<id>") / phase of the running trial."""
     try:
         context = tune.get_context()
         name, phase = context.get_trial_name(), context.get_experiment_name()
@@ -105,7 +105,7 @@ def _trial_tags() -> dict[str, str] | None:
         return None
     if not name:
         return None
-    hypothesis = name.rsplit(":", 1)[0].split("/seed")[0]
+    hypothesis = name.rsplit(":", 1)[0].split("#")[0].split("/seed")[0]
     return {"hypothesis": hypothesis, "trial": name, "phase": phase or ""}
 
 

@@ -24,6 +24,8 @@ STUDY_TAG = "maskvae.study_id"
 HYPOTHESIS_TAG = "maskvae.hypothesis"
 TRIAL_TAG = "maskvae.trial_key"
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment as a GenAI (traces) view unless told it holds model training runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
@@ -123,7 +125,8 @@ class MlflowTracker:
         if self._experiment_id is None:
             found = self.client.get_experiment_by_name(self.experiment_name)
             if found is None:
-                self._experiment_id = self.client.create_experiment(self.experiment_name, tags={STUDY_TAG: self.study_id})
+                self._experiment_id = self.client.create_experiment(self.experiment_name,
+                                                                    tags={STUDY_TAG: self.study_id, **EXPERIMENT_KIND})
             else:
                 self._experiment_id = found.experiment_id
         return self._experiment_id

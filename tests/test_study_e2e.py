@@ -62,6 +62,7 @@ def test_mlflow_holds_the_full_run_tree(finished_study):
     out, tracking, _ = finished_study
     client = _client(tracking)
     experiment = client.get_experiment_by_name("e2e-study")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens the runs table
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     assert all(run.info.status in ("FINISHED", "FAILED", "KILLED") for run in runs)
     parents = {r.data.tags["maskvae.hypothesis"]: r for r in runs if r.data.tags.get("maskvae.role") == "hypothesis"}

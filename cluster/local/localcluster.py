@@ -274,8 +274,9 @@ def stop_postgres(state: dict) -> None:
         if pid_file.exists():  # pg_ctl could not stop it: end that postmaster (and only it) by PID
             pid = int(pid_file.read_text().split()[0])
             terminate(process_tree([pid], []), grace=5)
-    if (Path(pg["root"]) / "postgres.log").exists():
-        shutil.copyfile(Path(pg["root"]) / "postgres.log", Path(state["state_dir"]) / "logs" / "postgres.log")
+    logs = Path(state.get("state_dir", pg["root"])) / "logs"
+    if (Path(pg["root"]) / "postgres.log").exists() and logs.is_dir():
+        shutil.copyfile(Path(pg["root"]) / "postgres.log", logs / "postgres.log")
     shutil.rmtree(pg["root"], ignore_errors=True)
 
 
