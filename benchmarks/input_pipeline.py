@@ -43,13 +43,17 @@ class FolderLoader:
             small = labels.crop(box).resize((self.size, self.size), Image.Resampling.NEAREST)
         return np.asarray(rgb), self.lut[np.asarray(small)]
 
+    def batch(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Faces `indices` as the trainer takes them: float (B,3,H,W) in [0,1] and (B,1,H,W) masks."""
+        pairs = [self._load(k) for k in indices]
+        images = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float().div_(255.0)
+        masks = torch.from_numpy(np.stack([p[1] for p in pairs])).unsqueeze(1).float()
+        return images.contiguous(), masks
+
     def batches(self, batch_size: int, epoch: int):
         order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(epoch)).tolist()
         for start in range(0, len(order) - batch_size + 1, batch_size):
-            pairs = [self._load(k) for k in order[start:start + batch_size]]
-            images = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float().div_(255.0)
-            masks = torch.from_numpy(np.stack([p[1] for p in pairs])).unsqueeze(1).float()
-            yield images.contiguous(), masks
+            yield self.batch(order[start:start + batch_size])
 
 
 def _rate(batches) -> float:
@@ -73,6 +77,8 @@ def make_dataset(root: Path, count: int, size: int, shard_rows: int) -> tuple[Pa
 
 def measure(count: int, size: int = 144, batch_size: int = 32, repeats: int = 5, shard_rows: int = 32,
             min_seconds: float = 0.25) -> list[Row]:
+    """`shard_rows` small enough for several shards: a real CelebA train split spans 40 shards of 4096
+    rows, so every shuffled batch gathers rows from many of them."""
     from data.loader import FaceData
 
     with tempfile.TemporaryDirectory(prefix="maskvae-bench-input-") as scratch:
@@ -99,11 +105,22 @@ def measure(count: int, size: int = 144, batch_size: int = 32, repeats: int = 5,
 
             run_reference(), run_shards()  # warm the page cache and the allocator for both
             samples = interleaved({"reference": run_reference, "shards": run_shards}, repeats)
+            same = same_pixels(reference, data, min(batch_size, data.size("train")))
+            images = data.size("train")
     ours, baseline = median(samples["shards"]), median(samples["reference"])
-    details = {"images": data.size("train"), "image_size": size, "source_size": list(CELEBA_SIZE),
-               "batch_size": batch_size, "shards": shards, "threads": 1, "samples": samples}
-    return [Row(NAME, f"shards -> batches, {size} px, batch {batch_size}, 1 core", "images/s", ours, baseline,
-                "decode JPEG+PNG from folders, PIL resize", TARGET, ratio(ours, baseline), details=details)]
+    details = {"images": images, "image_size": size, "source_size": list(CELEBA_SIZE), "batch_size": batch_size,
+               "shards": shards, "threads": 1, "same_pixels": same, "samples": samples}
+    note = "" if same else "the two sides decoded different pixels"
+    return [Row(NAME, f"shards -> batches, {size} px, batch {batch_size}, {shards} shards, 1 core", "images/s", ours,
+                baseline, "decode JPEG+PNG from folders, PIL resize", TARGET, ratio(ours, baseline), note=note,
+                details=details)]
+
+
+def same_pixels(reference: FolderLoader, data, count: int) -> bool:
+    """Whether both sides deliver identical tensors for the first `count` faces."""
+    indices = list(range(count))
+    ours, theirs = data.tensors("train", indices), reference.batch(indices)
+    return all(torch.equal(a, b) for a, b in zip(ours, theirs))
 
 
 def run(quick: bool) -> list[Row]:

@@ -108,7 +108,7 @@ def maskvae_stack(trials: int, work_s: float, checkpoint: bool, storage: Path, t
     from study.search import HypothesisSearch
     from study.tracking import MlflowTracker
 
-    config = study_config(trials)
+    config = study_config(trials, hypotheses=min(10, trials))
     tracker = MlflowTracker(tracking_uri, "bench-orchestration", "bench", warn=lambda message: None)
     setup = Stopwatch()
     parents = {h.name: tracker.hypothesis_run(h.name, {}) for h in config.hypotheses()}

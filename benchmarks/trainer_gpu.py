@@ -10,6 +10,8 @@ Without CUDA the rows say "no GPU"; every function also runs on CPU (the tests u
 """
 from __future__ import annotations
 
+import os
+import queue as queue_module
 import statistics
 import tempfile
 import time
@@ -80,12 +82,13 @@ def curve_deviation(reference: list[float], other: list[float]) -> float:
     return max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(reference, other))
 
 
-def _pack_worker(rank: int, path: str, device: str, config_json: str, barrier, queue) -> None:
+def _pack_worker(rank: int, path: str, device: str, config_json: str, threads: int, barrier, queue) -> None:
     """One packed trial: its own process and copy of the data, timed between a shared start and its end."""
     from data.loader import FaceData
     from study.config import TrainConfig
     from study.trainer import train
 
+    torch.set_num_threads(threads)  # its share of the cores, as Ray's cpus_per_trial gives it
     try:
         config = TrainConfig.from_json(config_json)
         data = FaceData.load(path, splits=("train", "val"), device=device)
@@ -106,12 +109,23 @@ def packed_rate(path: Path, device: str, config, processes: int, timeout_s: floa
     """Aggregate images/s of `processes` identical trials sharing `device`, all started together."""
     context = torch.multiprocessing.get_context("spawn")
     barrier, queue = context.Barrier(processes), context.Queue()
-    workers = [context.Process(target=_pack_worker, args=(rank, str(path), device, config.to_json(), barrier, queue))
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    workers = [context.Process(target=_pack_worker,
+                               args=(rank, str(path), device, config.to_json(), threads, barrier, queue))
                for rank in range(processes)]
     for worker in workers:
         worker.start()
+    results, deadline = [], time.monotonic() + timeout_s
     try:
-        results = [queue.get(timeout=timeout_s) for _ in workers]
+        while len(results) < processes:
+            try:
+                results.append(queue.get(timeout=1.0))
+            except queue_module.Empty:
+                # A worker that died without a word (killed, out of memory) ends the wait at once.
+                dead = [f"packed trial {rank} exited with code {w.exitcode}" for rank, w in enumerate(workers)
+                        if w.exitcode not in (None, 0)]
+                if dead or time.monotonic() > deadline:
+                    raise RuntimeError("; ".join(dead) or f"packed trials did not finish within {timeout_s:.0f} s")
     finally:
         for worker in workers:
             worker.join(timeout=30)

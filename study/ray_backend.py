@@ -38,7 +38,11 @@ def start_ray(config: RayConfig) -> str | None:
     if ray.is_initialized():
         return None
     if config.address:
-        context = ray.init(address=config.address, log_to_driver=False)
+        # Workers on other nodes inherit their raylet's environment, not the driver's: forward the
+        # fault-injection rules explicitly (unset outside the reliability tests).
+        env_vars = {faults.ENV: os.environ[faults.ENV]} if os.environ.get(faults.ENV) else {}
+        context = ray.init(address=config.address, log_to_driver=False,
+                           runtime_env={"env_vars": env_vars} if env_vars else None)
     else:
         context = ray.init(num_cpus=config.num_cpus, include_dashboard=config.dashboard, dashboard_host="127.0.0.1",
                            dashboard_port=config.dashboard_port, log_to_driver=False, configure_logging=False)
@@ -46,6 +50,22 @@ def start_ray(config: RayConfig) -> str | None:
     if not url:
         return None
     return url if url.startswith("http") else f"http://{url}"
+
+
+def cluster_nodes() -> list[dict[str, Any]]:
+    return ray.nodes()
+
+
+def default_concurrency(config: StudyConfig) -> int:
+    """Trials the cluster can run at once. Tune keeps a single trial pending for a custom searcher,
+    so without an explicit cap it would fill a cluster one trial at a time."""
+    if config.resources.max_concurrent_trials:
+        return config.resources.max_concurrent_trials
+    resources = ray.cluster_resources()
+    fits = [resources.get("CPU", 0) / config.resources.cpus_per_trial]
+    if config.resources.gpus_per_trial:
+        fits.append(resources.get("GPU", 0) / config.resources.gpus_per_trial)
+    return max(1, int(min(fits)))
 
 
 def stop_ray() -> None:
@@ -119,13 +139,16 @@ def _export_trial_metrics(metrics: dict[str, float]) -> None:
         _announced_trials.add(tags["trial"])
         print(f"maskvae {tags['phase']} trial {tags['trial']} (hypothesis {tags['hypothesis']}) on node {node_id()}",
               flush=True)
-    for key, (name, description) in _TRIAL_GAUGE_SPECS.items():
-        value = finite_or_none(metrics.get(key))
-        if value is None:
-            continue
-        if name not in _trial_gauges:
-            _trial_gauges[name] = Gauge(name, description=description, tag_keys=_TRIAL_GAUGE_TAGS)
-        _trial_gauges[name].set(value, tags=tags)
+    try:
+        for key, (name, description) in _TRIAL_GAUGE_SPECS.items():
+            value = finite_or_none(metrics.get(key))
+            if value is None:
+                continue
+            if name not in _trial_gauges:
+                _trial_gauges[name] = Gauge(name, description=description, tag_keys=_TRIAL_GAUGE_TAGS)
+            _trial_gauges[name].set(value, tags=tags)
+    except Exception as error:  # a dashboard gauge is never worth a failed trial
+        logging.getLogger(__name__).warning("maskvae: trial metrics not exported: %s", error)
 
 
 def _corrupt_latest_persisted_checkpoint() -> None:
@@ -394,7 +417,7 @@ def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listene
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=config.total_trials, metric=metric, mode=mode,
-            reuse_actors=True, max_concurrent_trials=config.resources.max_concurrent_trials,
+            reuse_actors=True, max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
         run_config=_run_config(config, storage_path, TUNE_EXPERIMENT, [ListenerCallback("tune", listener)]),
@@ -410,7 +433,7 @@ def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str,
         trainable,
         param_space={"run": tune.grid_search(runs)},
         tune_config=tune.TuneConfig(
-            reuse_actors=True, max_concurrent_trials=config.resources.max_concurrent_trials,
+            reuse_actors=True, max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
         run_config=_run_config(config, storage_path, FINAL_EXPERIMENT, [ListenerCallback("final", listener)]),

@@ -158,6 +158,14 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
 
     manifest = load_manifest(state.data_path)
     hypotheses = [h.name for h in config.hypotheses()]
+    # Ray first: the shared-storage check needs the cluster's nodes, and must fail before any run exists.
+    state.dashboard_url = ray_backend.start_ray(config.ray) or state.dashboard_url
+    _treat_sigterm_as_ctrl_c()  # after ray.init, which installs its own fatal-signal handlers
+    try:
+        _require_shared_storage(state, config)
+    except UserInputError:
+        ray_backend.stop_ray()
+        raise
     tracker = MlflowTracker(state.tracking_uri, state.experiment, state.study_id)
     for hypothesis in hypotheses:
         if not state.parents.get(hypothesis):
@@ -166,10 +174,6 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
     totals = {f"tune:{h}": config.search.trials_per_hypothesis for h in hypotheses}
     totals.update({f"final:{h}": config.final.seeds for h in hypotheses})
     listener = Listeners(MlflowListener(tracker, state.parents), ProgressPrinter(totals, config.objective.metric))
-
-    state.dashboard_url = ray_backend.start_ray(config.ray)
-    _treat_sigterm_as_ctrl_c()  # after ray.init, which installs its own fatal-signal handlers
-    state.save(out_dir)
     if state.dashboard_url:
         print(f"Ray dashboard: {state.dashboard_url}")
     try:
@@ -218,6 +222,23 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
         state.phase = "done"
         state.save(out_dir)
     return out_dir
+
+
+def _require_shared_storage(state: StudyState, config: StudyConfig) -> None:
+    """On a cluster whose trials can land on other hosts, local paths would split the study."""
+    import os
+
+    from . import ray_backend
+    from .storage_check import NodeFacts, require_shared_storage
+
+    nodes = NodeFacts.from_ray_nodes(ray_backend.cluster_nodes())
+    driver = ray_backend.node_id()
+    # Inside a Ray job the driver's own address can differ from the node table's: use the table.
+    driver_host = next((node.host for node in nodes if node.node_id == driver), "")
+    require_shared_storage({"data.path": state.data_path, "ray.storage_path": state.storage_path}, nodes,
+                           driver_host=driver_host, cpus_per_trial=config.resources.cpus_per_trial,
+                           gpus_per_trial=config.resources.gpus_per_trial,
+                           existing_cluster=bool(config.ray.address or os.environ.get("RAY_ADDRESS")))
 
 
 def _treat_sigterm_as_ctrl_c() -> None:

@@ -250,6 +250,46 @@ def test_mlflow_refuses_anonymous_and_wrong_password_writes(cluster):
                         auth=study_auth, timeout=10).status_code == 200
 
 
+def test_a_lost_worker_node_reschedules_its_trials_and_the_study_completes(cluster, synthetic_dataset, tmp_path):
+    """Reliability case 10: a worker node is stopped mid-study (its `ray start` process ended, like
+    `ray stop` on that node); its trials resume on the remaining node and the study completes."""
+    from tests.studyproc import StudyProcess
+
+    state, localcluster = cluster["state"], cluster["localcluster"]
+    env = {key: value for key, value in localcluster.client_env(state).items() if key != "PATH"}
+    out = tmp_path / "node-loss"
+    options = [f"data.path={synthetic_dataset}", "data.synthesize_if_missing=null", "grid.losses=[l2]",
+               "search.trials_per_hypothesis=2", "train.epochs=4", "train.max_train_batches=3", "train.max_val_batches=1",
+               "final.seeds=1", "final.grid_faces=4", "resources.max_concurrent_trials=2", "resources.max_failures=3",
+               f"mlflow.tracking_uri={state['mlflow']}", "name=node-loss", "model.width=0.125", "model.latent_dim=16"]
+    args = ["study", "run", "--address", state["gcs_address"], "--out", str(out)]
+    for option in options:
+        args += ["--set", option]
+    slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 2.0}]
+    study = StudyProcess(args, cwd=tmp_path, faults=slow, env=env)
+
+    def nodes_with_trials() -> set[str]:
+        found = set()
+        for result in (out / "ray" / "tune").glob("*/result.json"):
+            for line in result.read_text().splitlines():
+                if line.strip():
+                    found.add(json.loads(line).get("node_id"))
+        return found - {None}
+
+    study.wait_for(lambda: len(nodes_with_trials()) >= 2, timeout=240, what="trials running on both worker nodes")
+    lost = state["pids"]["ray-worker-2"]
+    localcluster.terminate(localcluster.process_tree([lost], []), grace=20)
+    cluster["lost"] = {lost}
+    assert study.wait(420) == 0, study.output[-4000:]
+    trials = pd.read_parquet(out / "results" / "trials.parquet")
+    assert len(trials) == 4 and (trials["status"] == "TERMINATED").all(), trials
+    survivors = {n["node_id"] for n in json.loads(_get(cluster, "/api/v0/nodes?limit=100", _token(cluster))[1])
+                 ["data"]["result"]["result"] if n["state"] == "ALIVE" and not n["is_head_node"]}
+    assert len(survivors) == 1
+    assert set(trials["node_id"]) <= survivors, "every trial finished on the node that is still alive"
+    assert (out / "REPORT.md").exists()
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
@@ -262,7 +302,8 @@ def test_down_stops_exactly_what_up_started(cluster):
     pids = list(state["pids"].values())
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # not the cluster's
     try:
-        assert all(localcluster._alive(pid) for pid in pids)
+        lost = cluster.get("lost", set())
+        assert all(localcluster._alive(pid) for pid in pids if pid not in lost)
         localcluster.down(cluster["state_dir"])
         assert not [pid for pid in pids if localcluster._alive(pid)]
         assert not localcluster.process_tree([], [state["ray_temp_root"]]), "no process of this cluster is left"

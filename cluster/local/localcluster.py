@@ -287,7 +287,7 @@ def start_mlflow(state_dir: Path, port: int, pg_port: int, db_password: str, adm
                  log_file: Path) -> subprocess.Popen:
     mlflow_dir = state_dir / "mlflow"
     (mlflow_dir / "artifacts").mkdir(parents=True, exist_ok=True)
-    # The auth store lives in PostgreSQL too; the password reaches psycopg2 through PGPASSWORD,
+    # The auth store lives in PostgreSQL too; the password reaches psycopg through PGPASSWORD,
     # so no file or command line holds it.
     write_private(mlflow_dir / "basic_auth.ini", "\n".join([
         "[mlflow]",
@@ -396,7 +396,14 @@ def up(state_dir: Path, workers: int, cpus_per_worker: int) -> dict:
                            f"python cluster/local/localcluster.py down --state {state_dir}")
     if existing:
         down(state_dir, quiet=True)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    elif state_dir.exists() and any(state_dir.iterdir()):
+        raise ClusterError(f"{state_dir} is not empty and holds no {STATE_FILE}: give a new or empty --state directory")
+    for entry in (STATE_FILE, ENV_FILE, "logs", "mlflow", "ray"):  # only what an earlier `up` wrote
+        target = state_dir / entry
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
     (state_dir / "logs").mkdir(parents=True)
     os.chmod(state_dir, 0o700)
 
@@ -419,10 +426,12 @@ def up(state_dir: Path, workers: int, cpus_per_worker: int) -> dict:
     logs = state_dir / "logs"
     try:
         started = time.monotonic()
-        bindir, user = start_postgres(pg_root, pg_port, secret_values["pg_admin_password"])
-        state["postgres"] = {"root": str(pg_root), "bin": str(bindir), "user": list(user) if user else None,
+        user = postgres_user()
+        # Recorded before anything runs, so a failed start is cleaned up too.
+        state["postgres"] = {"root": str(pg_root), "bin": str(postgres_bin()), "user": list(user) if user else None,
                              "port": pg_port}
         save_state(state_dir, state)
+        bindir, _ = start_postgres(pg_root, pg_port, secret_values["pg_admin_password"])
         psql(bindir, pg_port, secret_values["pg_admin_password"],
              f"CREATE ROLE mlflow LOGIN PASSWORD '{secret_values['db_password']}'; ")
         for database in ("mlflow", "mlflow_auth"):
