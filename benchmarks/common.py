@@ -94,6 +94,14 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def paired_ratio(values: list[float], baselines: list[float]) -> float:
+    """Median over rounds of value/baseline: each round's two samples ran back to back, so a load
+    spike from other processes hits both sides of a pair rather than one side of the medians."""
+    if len(values) != len(baselines) or not values:
+        raise ValueError(f"expected as many samples as baselines, got {len(values)} and {len(baselines)}")
+    return median([v / b for v, b in zip(values, baselines)])
+
+
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     import torch
@@ -107,16 +115,18 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 class Stopwatch:
-    """Seconds since the last `lap()` (or creation)."""
+    """Seconds since the last `lap()` (or creation): wall time, or with `cpu` this process's CPU time
+    (what one core spends on the work, whatever else the machine runs)."""
 
-    def __init__(self) -> None:
-        self._start = time.perf_counter()
+    def __init__(self, cpu: bool = False) -> None:
+        self._clock = time.process_time if cpu else time.perf_counter
+        self._start = self._clock()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self._start
+        return self._clock() - self._start
 
     def lap(self) -> float:
-        now = time.perf_counter()
+        now = self._clock()
         elapsed, self._start = now - self._start, now
         return elapsed
 

@@ -31,7 +31,8 @@ def study_config(data_path: str, *, losses: list[str], masks: list[bool], trials
         f"data.path={data_path}", "data.synthesize_if_missing=null", f"grid.losses=[{', '.join(losses)}]",
         f"grid.masks=[{', '.join(str(m).lower() for m in masks)}]", f"search.trials_per_hypothesis={trials}",
         f"search.startup_trials={trials}", f"train.epochs={epochs}", f"train.max_train_batches={max_train_batches}",
-        f"train.batch_size={batch_size}", "train.max_val_batches=1", "model.width=0.125", "model.latent_dim=16", f"scheduler.kind={kind}",
+        f"train.batch_size={batch_size}", "train.max_val_batches=1", "model.width=0.125", "model.latent_dim=16",
+        f"scheduler.kind={kind}",
         f"scheduler.grace_period={grace_period}", f"scheduler.reduction_factor={reduction_factor}",
         f"ray.num_cpus={num_cpus}", "ray.dashboard=false", f"name=bench-{kind}",
     ]
@@ -91,7 +92,8 @@ def compare(asha: list[dict[str, Any]], fifo: list[dict[str, Any]], metric: str 
             mode: str = "min", rank_metric: str = RANK_METRIC) -> dict[str, Any]:
     """Trial-epochs, best hypothesis and rank agreement of two tuning phases over the same trials."""
     ours, full = hypothesis_scores(asha, metric, mode, rank_metric), hypothesis_scores(fifo, metric, mode, rank_metric)
-    best = {name: (min(scores, key=scores.get) if scores else None) for name, scores in (("asha", ours), ("fifo", full))}
+    best = {name: (min(scores, key=scores.get) if scores else None)
+            for name, scores in (("asha", ours), ("fifo", full))}
     return {
         "trial_epochs": {"asha": trial_epochs(asha), "fifo": trial_epochs(fifo)},
         "best": best,

@@ -3,14 +3,15 @@
 Both sides score the same predictions (the test faces, blurred and noised deterministically) on
 the full image and on the face region, as `study.evaluation` does, with all six metrics; LPIPS runs
 on an untrained AlexNet trunk here (no weights offline), which costs the same as the real one.
-One thread on both sides: with several, a loaded machine stalls the per-image loop's many tiny
-parallel regions far more than the batched ones, and the ratio would measure the load.
+One thread on both sides, timed in CPU-seconds: with several threads a loaded machine stalls the
+per-image loop's many tiny parallel regions far more than the batched ones, and the ratio would
+measure the load.
 """
 from __future__ import annotations
 
 import torch
 
-from .common import Row, Stopwatch, Target, interleaved, median, ratio, torch_threads
+from .common import Row, Stopwatch, Target, interleaved, median, paired_ratio, torch_threads
 
 NAME = "evaluation"
 TARGET = Target(">=", 10.0)
@@ -24,7 +25,8 @@ def predictions(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 def score_batched(suite, pred: torch.Tensor, target: torch.Tensor, masks: torch.Tensor, batch_size: int) -> float:
-    clock = Stopwatch()
+    """Images per CPU-second, in batches of `batch_size`."""
+    clock = Stopwatch(cpu=True)
     for start in range(0, len(pred), batch_size):
         end = start + batch_size
         for region in (None, masks[start:end]):
@@ -33,7 +35,8 @@ def score_batched(suite, pred: torch.Tensor, target: torch.Tensor, masks: torch.
 
 
 def score_per_image(suite, pred: torch.Tensor, target: torch.Tensor, masks: torch.Tensor) -> float:
-    clock = Stopwatch()
+    """Images per CPU-second, one at a time."""
+    clock = Stopwatch(cpu=True)
     for i in range(len(pred)):
         for region in (None, masks[i:i + 1]):
             suite(pred[i:i + 1], target[i:i + 1], region)
@@ -63,10 +66,11 @@ def measure_size(size: int, count: int, batch_size: int, repeats: int, lpips: st
         interleaved(runs, 1)  # warm-up: oneDNN builds its kernels on first use of each shape
         samples = interleaved(runs, repeats)
     ours, baseline = median(samples["batched"]), median(samples["per_image"])
+    paired = paired_ratio(samples["batched"], samples["per_image"])
     details = {"images": len(pred), "image_size": size, "batch_size": batch_size, "regions": ["full", "face"],
                "lpips": lpips, "threads": 1, "samples": samples}
     return Row(NAME, f"MetricSuite, {count} test faces at {size} px, batches of {batch_size}, 2 regions, 1 core",
-               "images/s", ours, baseline, "one image at a time", TARGET, ratio(ours, baseline), details=details)
+               "images/cpu-s", ours, baseline, "one image at a time", TARGET, paired, details=details)
 
 
 def measure(sizes: list[tuple[int, int, int]], repeats: int) -> list[Row]:

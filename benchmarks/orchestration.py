@@ -65,7 +65,7 @@ def _work(grid) -> tuple[float, int]:
 
 
 def bare_tune(trials: int, work_s: float, checkpoint: bool, storage: Path) -> Fit:
-    """Ray Tune's defaults (no actor reuse, basic variant generation, FIFO); only output is silenced."""
+    """Ray Tune's defaults (no actor reuse, basic variant generation, FIFO); only its output is silenced."""
     from ray import tune
 
     tuner = tune.Tuner(
@@ -98,7 +98,8 @@ def study_config(trials: int, hypotheses: int = 10):
     return load_study_config("smoke", overrides=overrides, check_data=False)
 
 
-def maskvae_stack(trials: int, work_s: float, checkpoint: bool, storage: Path, tracking_uri: str) -> tuple[Fit, dict[str, float]]:
+def maskvae_stack(trials: int, work_s: float, checkpoint: bool, storage: Path,
+                  tracking_uri: str) -> tuple[Fit, dict[str, float]]:
     """The tuning phase as study.runner builds it, with the trivial trainable in place of the trainer."""
     from ray import tune
 
@@ -115,21 +116,22 @@ def maskvae_stack(trials: int, work_s: float, checkpoint: bool, storage: Path, t
     setup_s = setup.lap()
     listener = Listeners(MlflowListener(tracker, parents))
     metric, mode = config.objective.metric, config.objective.mode
-    searcher = ray_backend.HypothesisSearcher(HypothesisSearch.from_config(config), metric, mode)
+    searcher = ray_backend.HypothesisSearcher(HypothesisSearch.from_config(config), metric, mode,
+                                              config.objective.secondary_metric)
     scheduler = ray_backend.PerHypothesisScheduler(config.train.epochs, config.scheduler.grace_period,
                                                    config.scheduler.reduction_factor, metric, mode)
-    trainable = tune.with_resources(tune.with_parameters(_with_work, work_s=work_s, checkpoint=checkpoint), ray_backend._resources(config))
+    trainable = tune.with_resources(tune.with_parameters(_with_work, work_s=work_s, checkpoint=checkpoint),
+                                    ray_backend._resources(config))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=config.total_trials, metric=metric, mode=mode,
-            reuse_actors=True, max_concurrent_trials=config.resources.max_concurrent_trials,
+            reuse_actors=True, max_concurrent_trials=ray_backend.default_concurrency(config),
             trial_name_creator=ray_backend._trial_name, trial_dirname_creator=ray_backend._trial_dirname,
         ),
         run_config=ray_backend._run_config(config, str(storage), ray_backend.TUNE_EXPERIMENT,
                                            [ray_backend.ListenerCallback("tune", listener)]),
     )
-    ray_backend.quiet_tune_output()
     clock = Stopwatch()
     grid = tuner.fit()
     wall = clock.lap()
@@ -149,26 +151,35 @@ def _slots() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def measure(trials: int, bare_trials: int, checkpoint: bool = True, work_s: float = 0.005, num_cpus: int = 2) -> list[Row]:
+def measure(trials: int, bare_trials: int, checkpoint: bool = True, work_s: float = 0.005,
+            num_cpus: int = 2) -> list[Row]:
     """maskvae's `trials` trials, bracketed by two halves of `bare_trials` bare trials (before and after)."""
+    if trials < 1 or bare_trials < 1:
+        raise ValueError(f"trials and bare_trials: expected positive integers, got {trials} and {bare_trials}")
     from study import ray_backend
     from study.study_config import RayConfig
 
     with tempfile.TemporaryDirectory(prefix="maskvae-bench-orch-") as scratch:
         root = Path(scratch)
+        # Both sides print the same (nothing): Tune's console output is not what is measured.
+        ray_backend.quiet_tune_output()
         ray_backend.start_ray(RayConfig(num_cpus=num_cpus, dashboard=False))
         try:
-            before = bare_tune(max(1, bare_trials // 2), work_s, checkpoint, root / "bare-before")
+            halves = [bare_trials // 2, bare_trials - bare_trials // 2]
+            before = bare_tune(halves[0], work_s, checkpoint, root / "bare-before") if halves[0] else None
             ours, extra = maskvae_stack(trials, work_s, checkpoint, root / "ours", f"sqlite:///{root / 'mlflow.db'}")
-            after = bare_tune(max(1, bare_trials - bare_trials // 2), work_s, checkpoint, root / "bare-after")
+            after = bare_tune(halves[1], work_s, checkpoint, root / "bare-after")
         finally:
             ray_backend.stop_ray()
-    bare = Fit(before.wall_s + after.wall_s, before.work_s + after.work_s, before.trials + after.trials, before.slots)
+    sides = [fit for fit in (before, after) if fit is not None]
+    bare = Fit(sum(f.wall_s for f in sides), sum(f.work_s for f in sides), sum(f.trials for f in sides), after.slots)
     details = {
-        "trials": {"maskvae": ours.trials, "bare": bare.trials}, "wall_s": {"maskvae": ours.wall_s, "bare": bare.wall_s},
+        "trials": {"maskvae": ours.trials, "bare": bare.trials},
+        "wall_s": {"maskvae": ours.wall_s, "bare": bare.wall_s},
         "work_s": {"maskvae": ours.work_s, "bare": bare.work_s}, "slots": ours.slots, "epochs_per_trial": EPOCHS,
         "checkpoint_every_epoch": checkpoint,
-        "bare_overhead_per_trial": {"before": before.overhead_per_trial, "after": after.overhead_per_trial}, **extra,
+        "bare_overhead_per_trial": {"before": before.overhead_per_trial if before else None,
+                                    "after": after.overhead_per_trial}, **extra,
     }
     what = "checkpoint every epoch, " if checkpoint else ""
     return [Row(NAME, f"overhead per trivial trial ({ours.trials} trials, {EPOCHS} epochs, {what}Optuna+ASHA+MLflow)",

@@ -158,9 +158,10 @@ def measure(device: str, *, size: int, distinct: int, copies: int, width: float,
     for name, result in runs.items():
         if name == "eager fp32":
             continue
+        first_epoch_s = {name: result["first_epoch_s"], "eager fp32": fp32["first_epoch_s"]}
         rows.append(Row(NAME, f"{name} vs eager fp32 ({where})", "images/s", result["images_per_s"],
-                        fp32["images_per_s"], "eager fp32", FAST_TARGET, ratio(result["images_per_s"], fp32["images_per_s"]),
-                        details={"first_epoch_s": {name: result["first_epoch_s"], "eager fp32": fp32["first_epoch_s"]}}))
+                        fp32["images_per_s"], "eager fp32", FAST_TARGET,
+                        ratio(result["images_per_s"], fp32["images_per_s"]), details={"first_epoch_s": first_epoch_s}))
         deviation = curve_deviation(fp32["train_loss"], result["train_loss"])
         rows.append(Row(NAME, f"loss curve of {name} vs fp32 (max relative difference per epoch)", "fraction",
                         deviation, None, "eager fp32's curve", CURVE_TARGET,

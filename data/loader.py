@@ -3,7 +3,8 @@
 Each split is held as uint8 where the batches are made: on CPU as views on the memory-mapped
 shards (processes on one machine share the page cache, nothing is copied), on an accelerator as
 one tensor copied there once (a 144 px CelebA train split is ~10 GB). Batches are gathered and
-converted to float on that device, so no worker processes or per-batch host copies run.
+converted to float on that device, so no worker processes or per-batch host copies run. Data left
+on the host (where it does not fit the device) crosses per batch as uint8 and is converted there.
 """
 
 from __future__ import annotations
@@ -29,10 +30,6 @@ class _Split:
     masks: list[Tensor]  # (n_k, H, W) uint8
     starts: np.ndarray  # first row of each part
     _numpy: tuple[list[np.ndarray], list[np.ndarray]] | None = field(default=None, init=False, repr=False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.images[0].device
 
     def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """Rows ``idx`` (on the split's device) as (B, H, W, 3) and (B, H, W) uint8 on that device."""

@@ -9,7 +9,10 @@ from typing import Any
 from .tracking import MlflowTracker
 
 _PARAMS = ("hypothesis", "kl_weight", "lr", "seed")
-_NON_METRICS = {"node_id", "trial_id", "experiment_tag", "date", "hostname", "pid", "checkpoint_dir_name"}
+# Tune's own bookkeeping is not a metric of the trial: leaving it out keeps each epoch one small write.
+_NON_METRICS = {"node_id", "trial_id", "experiment_tag", "date", "hostname", "pid", "checkpoint_dir_name",
+                "training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
+                "iterations_since_restore", "timestamp", "done", "should_checkpoint"}
 
 
 def _numeric(result: dict[str, Any]) -> dict[str, float]:
@@ -24,6 +27,7 @@ class MlflowListener:
         self.tracker = tracker
         self.parents = parents
         self.runs: dict[str, str | None] = {}
+        self.node_tagged: dict[str, str] = {}
 
     def _run(self, phase: str, trial_id: str, config: dict[str, Any]) -> str | None:
         key = f"{phase}:{trial_id}"
@@ -50,8 +54,10 @@ class MlflowListener:
             self.tracker.log_values(run_id, metrics={k: v for k, v in metrics.items() if k.startswith("test_")})
         else:
             self.tracker.log_epoch(run_id, metrics, int(result.get("epoch", result.get("training_iteration", 0))))
-        if result.get("node_id"):
-            self.tracker.log_values(run_id, tags={"maskvae.node_id": result["node_id"]})
+        node = result.get("node_id")
+        if node and self.node_tagged.get(run_id) != node:  # once per run and node, not every epoch
+            self.node_tagged[run_id] = node
+            self.tracker.log_values(run_id, tags={"maskvae.node_id": node})
 
     def trial_finished(self, phase: str, trial_id: str, config: dict[str, Any], status: str, error: str | None,
                        result: dict[str, Any] | None, checkpoint: str | None) -> None:

@@ -173,7 +173,8 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
     state.save(out_dir)
     totals = {f"tune:{h}": config.search.trials_per_hypothesis for h in hypotheses}
     totals.update({f"final:{h}": config.final.seeds for h in hypotheses})
-    listener = Listeners(MlflowListener(tracker, state.parents), ProgressPrinter(totals, config.objective.metric))
+    mlflow_listener = MlflowListener(tracker, state.parents)
+    listener = Listeners(mlflow_listener, ProgressPrinter(totals, config.objective.metric))
     if state.dashboard_url:
         print(f"Ray dashboard: {state.dashboard_url}")
     try:
@@ -181,7 +182,8 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
             print(f"tuning {len(hypotheses)} hypotheses x {config.search.trials_per_hypothesis} trials "
                   f"({config.train.epochs} epochs max, {config.scheduler.kind})")
             rows = _fit_phase(config, state, ray_backend.TUNE_EXPERIMENT, listener,
-                              lambda: ray_backend.tuning_tuner(config, state.data_path, state.storage_path, listener))
+                              lambda: ray_backend.tuning_tuner(config, state.data_path, state.storage_path, listener),
+                              mlflow_listener)
             _write_trials(out_dir, rows, config)
             search = ray_backend.saved_search(state.storage_path)
             if search is not None:
@@ -203,7 +205,8 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
                                    f"{out_dir / TRIALS_FILE} and `maskvae study status {out_dir}`")
             print(f"final phase: {len(runs)} runs ({config.final.seeds} seeds x {len(state.best)} hypotheses) + test evaluation")
             rows = _fit_phase(config, state, ray_backend.FINAL_EXPERIMENT, listener,
-                              lambda: ray_backend.final_tuner(config, runs, state.data_path, state.storage_path, listener))
+                              lambda: ray_backend.final_tuner(config, runs, state.data_path, state.storage_path, listener),
+                              mlflow_listener)
             _collect_final(out_dir, rows, tracker, state)
             state.phase = "rank"
             state.save(out_dir)
@@ -219,6 +222,10 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
         from .reporting import publish
 
         publish(out_dir, state, config, manifest, tracker, lpips_available)
+        # Safety net after a driver crash: every trial has ended by now, so no run stays RUNNING.
+        dangling = tracker.close_open_runs("FINISHED")
+        if dangling:
+            print(f"closed {dangling} MLflow runs whose trials ended while no driver was listening")
         state.phase = "done"
         state.save(out_dir)
     return out_dir
@@ -257,10 +264,12 @@ def threading_is_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _fit_phase(config: StudyConfig, state: StudyState, name: str, listener, make_tuner) -> list[dict[str, Any]]:
+def _fit_phase(config: StudyConfig, state: StudyState, name: str, listener, make_tuner,
+               mlflow_listener: MlflowListener) -> list[dict[str, Any]]:
     from . import ray_backend
 
-    if ray_backend.can_restore(state.storage_path, name):
+    restored = ray_backend.can_restore(state.storage_path, name)
+    if restored:
         tuner = ray_backend.restore_tuner(config, state.storage_path, name, state.data_path, listener)
     else:
         tuner = make_tuner()
@@ -268,6 +277,12 @@ def _fit_phase(config: StudyConfig, state: StudyState, name: str, listener, make
     unfinished = [row for row in rows if row["status"] not in ("TERMINATED", "ERROR")]
     if unfinished:
         raise KeyboardInterrupt(f"{len(unfinished)} trials did not finish")
+    if restored:
+        # Trials that ended while no driver was listening (it was killed) fire no callback on
+        # resume: bring their MLflow runs in line with what Ray recorded.
+        from .status import replay_phase
+
+        replay_phase(mlflow_listener, state.storage_path, name)
     return rows
 
 

@@ -64,6 +64,23 @@ def regenerate_report(directory: Path) -> Path:
     return path
 
 
+def replay_phase(listener, storage_path: str, phase: str) -> int:
+    """Replay one experiment's recorded trials into `listener`: runs are re-attached, missing
+    epochs written, and every run ends with the status Ray recorded."""
+    from . import ray_backend
+
+    rows = ray_backend.results(storage_path, phase, with_history=True)
+    for row in rows:
+        listener.trial_started(phase, row["trial_id"], row["config"], 1)
+        for result in row["history"]:
+            listener.trial_result(phase, row["trial_id"], row["config"], result)
+        failure = row["error"]
+        status = "FAILED" if failure else {"TERMINATED": "FINISHED", "ERROR": "FAILED"}.get(row["status"], "KILLED")
+        checkpoint = row["checkpoint"].path if row["checkpoint"] is not None else None
+        listener.trial_finished(phase, row["trial_id"], row["config"], status, failure, row["metrics"], checkpoint)
+    return len(rows)
+
+
 def sync_mlflow(directory: Path) -> int:
     """Replay every trial recorded in the Ray experiment directory into MLflow; existing runs are
     re-attached and only missing epochs are written, so syncing twice changes nothing."""
@@ -86,16 +103,8 @@ def sync_mlflow(directory: Path) -> int:
     listener = MlflowListener(tracker, state.parents)
     replayed = 0
     for phase in (ray_backend.TUNE_EXPERIMENT, ray_backend.FINAL_EXPERIMENT):
-        if not ray_backend.can_restore(state.storage_path, phase):
-            continue
-        for row in ray_backend.results(state.storage_path, phase, with_history=True):
-            listener.trial_started(phase, row["trial_id"], row["config"], 1)
-            for result in row["history"]:
-                listener.trial_result(phase, row["trial_id"], row["config"], result)
-            status = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}.get(row["status"], "KILLED")
-            checkpoint = row["checkpoint"].path if row["checkpoint"] is not None else None
-            listener.trial_finished(phase, row["trial_id"], row["config"], status, row["error"], row["metrics"], checkpoint)
-            replayed += 1
+        if ray_backend.can_restore(state.storage_path, phase):
+            replayed += replay_phase(listener, state.storage_path, phase)
     if state.phase == "done":
         publish(Path(directory), state, config, manifest, tracker, lpips_available() and config.final.lpips != "off",
                 quiet=True)
