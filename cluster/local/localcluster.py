@@ -79,7 +79,7 @@ def write_private(path: Path, text: str) -> None:
 
 
 def http(method: str, url: str, *, token: str | None = None, basic: tuple[str, str] | None = None,
-         body: dict | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+         body: dict | None = None, timeout: float = 60.0) -> tuple[int, bytes]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
