@@ -222,10 +222,11 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
         from .reporting import publish
 
         publish(out_dir, state, config, manifest, tracker, lpips_available)
-        # Safety net after a driver crash: every trial has ended by now, so no run stays RUNNING.
-        dangling = tracker.close_open_runs("FINISHED")
+        # After a driver crash, a trial started after Tune's last snapshot is unknown to the restored
+        # experiment (Tune re-suggests it under a new id): its orphaned MLflow run is marked KILLED.
+        dangling = tracker.close_open_runs("KILLED")
         if dangling:
-            print(f"closed {dangling} MLflow runs whose trials ended while no driver was listening")
+            print(f"marked {dangling} MLflow runs KILLED: their trials were lost with the driver and re-run")
         state.phase = "done"
         state.save(out_dir)
     return out_dir
