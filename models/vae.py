@@ -120,6 +120,11 @@ class Decoder(nn.Module):
         return self.head(x)
 
 
+def compose(recon: Tensor, mask: Tensor, x: Tensor) -> Tensor:
+    """Decoder pixels inside the mask, input pixels outside it."""
+    return recon * mask + x * (1 - mask)
+
+
 class FaceVAE(nn.Module):
     """VAE with an image decoder and, when `use_mask`, a face-mask decoder.
 
@@ -203,7 +208,7 @@ class FaceVAE(nn.Module):
                 if tuple(mask.shape) != expected:
                     raise ValueError(f"mask must have shape {expected}, got {tuple(mask.shape)}")
                 composing = mask.to(recon.dtype)
-            output = recon * composing + x * (1 - composing)
+            output = compose(recon, composing, x)
         return VAEOutput(recon=recon, mask_logits=mask_logits, mask_pred=mask_pred, mean=mean,
                          log_scale=log_scale, z=z, output=output)
 

@@ -17,7 +17,7 @@ import torch
 from data.loader import FaceData
 from models.losses import LossWeights, loss_terms
 from models.metrics import cheap_metrics
-from models.vae import FaceVAE, VAEOutput
+from models.vae import FaceVAE, VAEOutput, compose
 
 from . import faults
 from .checkpoint import load_checkpoint, prune_checkpoints, restore_rng_state, save_checkpoint
@@ -121,7 +121,7 @@ def _predicted_output(out: VAEOutput, images: torch.Tensor) -> torch.Tensor:
     composed with the predicted mask instead of the ground truth (halves validation's forward passes)."""
     if out.mask_pred is None:
         return out.output
-    return out.recon * out.mask_pred + images * (1 - out.mask_pred)
+    return compose(out.recon, out.mask_pred, images)
 
 
 @torch.no_grad()
