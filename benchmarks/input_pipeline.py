@@ -110,7 +110,7 @@ def measure(count: int, size: int = 144, batch_size: int = 32, repeats: int = 5,
 
             run_reference(), run_shards()  # warm the page cache and the allocator for both
             samples = interleaved({"reference": run_reference, "shards": run_shards}, repeats)
-            same = same_pixels(reference, data, min(batch_size, data.size("train")))
+            same = same_pixels(reference, data, min(batch_size, data.size("train")), layout)
             images = data.size("train")
     ours, baseline = median(samples["shards"]), median(samples["reference"])
     paired = paired_ratio(samples["shards"], samples["reference"])
@@ -122,10 +122,10 @@ def measure(count: int, size: int = 144, batch_size: int = 32, repeats: int = 5,
                 details=details)]
 
 
-def same_pixels(reference: FolderLoader, data, count: int) -> bool:
-    """Whether both sides deliver identical tensors for the first `count` faces."""
+def same_pixels(reference: FolderLoader, data, count: int, channels_last: bool = False) -> bool:
+    """Whether both sides deliver identical values for the first `count` faces."""
     indices = list(range(count))
-    ours, theirs = data.tensors("train", indices), reference.batch(indices)
+    ours, theirs = data.tensors("train", indices, channels_last=channels_last), reference.batch(indices)
     return all(torch.equal(a, b) for a, b in zip(ours, theirs))
 
 

@@ -8,12 +8,12 @@ images with the background set to 0. An image whose region is empty scores NaN.
 Fixed per resolution (so numbers at one size are comparable):
 - SSIM: gaussian window 11, sigma 1.5 (largest odd size that fits for images under 11 px).
 - MS-SSIM: see `ms_ssim_settings`.
-- VIF: piq.vif_p at >= 41 px; fewer scales below (see models.vif).
+- VIF: piq's vif_p (4 scales) at >= 41 px; fewer scales below (see models.vif).
 - LPIPS: AlexNet v0.1; NaN when the weights are absent and LPIPS is not required.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -22,7 +22,8 @@ from .perceptual import (
     LPIPSUnavailableError,
     build_lpips,
     lpips_available,
-    lpips_scores,
+    lpips_layer_maps,
+    lpips_region_scores,
     lpips_weights_path,
 )
 from .ssim import MS_SSIM_WEIGHTS, ms_ssim, ssim_maps
@@ -87,9 +88,12 @@ def _crop_to(region: Tensor, height: int, width: int) -> Tensor:
     return region[..., top: top + height, left: left + width]
 
 
-def _ssim_score(pred: Tensor, target: Tensor, region: Tensor | None, win: int) -> Tensor:
-    ssim_map, _ = ssim_maps(pred, target, win)
-    ssim_map = ssim_map.mean(1, keepdim=True)
+def _channel_mean_ssim_map(pred: Tensor, target: Tensor, win: int) -> Tensor:
+    return ssim_maps(pred, target, win)[0].mean(1, keepdim=True)
+
+
+def _ssim_region_score(ssim_map: Tensor, region: Tensor | None) -> Tensor:
+    """Per-image mean of a valid-padded (B,1,h,w) SSIM map over the region cropped to the map."""
     cropped = None if region is None else _crop_to(region, *ssim_map.shape[-2:])
     return _region_mean(ssim_map, cropped)
 
@@ -102,30 +106,34 @@ def _squared_error(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target).pow(2).mean(1, keepdim=True)
 
 
-def _prepare(pred: Tensor, target: Tensor, region: Tensor | None, device: torch.device | str,
-             image_size: int | None) -> tuple[Tensor, Tensor, Tensor | None]:
+def _prepare(pred: Tensor, target: Tensor, device: torch.device | str,
+             image_size: int | None) -> tuple[Tensor, Tensor]:
     if pred.shape != target.shape or pred.ndim != 4:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must both be (B, C, H, W)")
     if image_size is not None and tuple(pred.shape[-2:]) != (image_size, image_size):
         raise ValueError(f"images are {tuple(pred.shape[-2:])} but the metrics were set up for image_size={image_size}")
-    # Decoder outputs are in (0, 1) already; degraded test images may not be, and piq rejects them.
+    # Decoder outputs are in (0, 1) already; degraded test images may not be, and the metrics assume [0, 1].
     pred = pred.detach().to(device=device, dtype=torch.float32).clamp(0, 1)
     target = target.detach().to(device=device, dtype=torch.float32).clamp(0, 1)
-    if region is not None:
-        expected = (pred.shape[0], 1, *pred.shape[-2:])
-        if tuple(region.shape) != expected:
-            raise ValueError(f"region must have shape {expected}, got {tuple(region.shape)}")
-        region = region.detach().to(device=device, dtype=torch.float32)
-    return pred, target, region
+    return pred, target
+
+
+def _prepare_region(region: Tensor | None, pred: Tensor, device: torch.device | str) -> Tensor | None:
+    if region is None:
+        return None
+    expected = (pred.shape[0], 1, *pred.shape[-2:])
+    if tuple(region.shape) != expected:
+        raise ValueError(f"region must have shape {expected}, got {tuple(region.shape)}")
+    return region.detach().to(device=device, dtype=torch.float32)
 
 
 def cheap_metrics(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     """1-SSIM, 10*l1, 10*l2 per image (B,): fast enough for every validation epoch."""
     with torch.no_grad(), torch.autocast(device_type=pred.device.type, enabled=False):
-        pred, target, _ = _prepare(pred, target, None, pred.device, None)
+        pred, target = _prepare(pred, target, pred.device, None)
         win = ssim_window(min(pred.shape[-2:]))
         return {
-            "one_minus_ssim": 1 - _ssim_score(pred, target, None, win),
+            "one_minus_ssim": 1 - _ssim_region_score(_channel_mean_ssim_map(pred, target, win), None),
             "l1_x10": 10 * _region_mean(_abs_error(pred, target), None),
             "l2_x10": 10 * _region_mean(_squared_error(pred, target), None),
         }
@@ -167,21 +175,38 @@ class MetricSuite:
 
     def __call__(self, pred: Tensor, target: Tensor, region: Tensor | None = None) -> dict[str, Tensor]:
         """Per-image scores (B,) for each of METRIC_NAMES, over the full image or the given region."""
+        return self.score_regions(pred, target, {"region": region})["region"]
+
+    def score_regions(self, pred: Tensor, target: Tensor,
+                      regions: Mapping[str, Tensor | None]) -> dict[str, dict[str, Tensor]]:
+        """Per-image scores (B,) for each of METRIC_NAMES in each region (None: the full image).
+
+        SSIM, LPIPS and the error maps are computed once and averaged per region; MS-SSIM and VIF
+        have no per-pixel map, so they run on each region's masked images.
+        """
         with torch.no_grad(), torch.autocast(device_type=self.device.type, enabled=False):
-            pred, target, region = _prepare(pred, target, region, self.device, self.image_size)
-            if region is None:
-                masked_pred, masked_target = pred, target
-            else:
-                masked_pred, masked_target = pred * region, target * region
-            if self._lpips is None:
-                lpips_value = torch.full((pred.shape[0],), float("nan"), device=self.device)
-            else:
-                lpips_value = lpips_scores(self._lpips, pred, target, region)
-            return {
-                "one_minus_ssim": 1 - _ssim_score(pred, target, region, self.ssim_window),
-                "one_minus_ms_ssim": 1 - ms_ssim(masked_pred, masked_target, self.ms_ssim_window, self.ms_ssim_weights),
-                "lpips": lpips_value,
-                "one_minus_vif": 1 - vif_p(masked_pred, masked_target),
-                "l1_x10": 10 * _region_mean(_abs_error(pred, target), region),
-                "l2_x10": 10 * _region_mean(_squared_error(pred, target), region),
-            }
+            pred, target = _prepare(pred, target, self.device, self.image_size)
+            regions = {name: _prepare_region(region, pred, self.device) for name, region in regions.items()}
+            ssim_map = _channel_mean_ssim_map(pred, target, self.ssim_window)
+            abs_error, squared_error = _abs_error(pred, target), _squared_error(pred, target)
+            lpips_maps = None if self._lpips is None else lpips_layer_maps(self._lpips, pred, target)
+            scores = {}
+            for name, region in regions.items():
+                if region is None:
+                    masked_pred, masked_target = pred, target
+                else:
+                    masked_pred, masked_target = pred * region, target * region
+                if lpips_maps is None:
+                    lpips_value = torch.full((pred.shape[0],), float("nan"), device=self.device)
+                else:
+                    lpips_value = lpips_region_scores(lpips_maps, tuple(pred.shape[-2:]), region)
+                scores[name] = {
+                    "one_minus_ssim": 1 - _ssim_region_score(ssim_map, region),
+                    "one_minus_ms_ssim": 1 - ms_ssim(masked_pred, masked_target, self.ms_ssim_window,
+                                                     self.ms_ssim_weights),
+                    "lpips": lpips_value,
+                    "one_minus_vif": 1 - vif_p(masked_pred, masked_target),
+                    "l1_x10": 10 * _region_mean(abs_error, region),
+                    "l2_x10": 10 * _region_mean(squared_error, region),
+                }
+            return scores

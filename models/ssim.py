@@ -2,7 +2,7 @@
 
 pytorch_msssim returns only image means (so no region averaging) and its MS-SSIM always assumes
 five scales when checking the image size; these functions give maps, per-image values and any
-number of scales while computing the same numbers (gaussian window, valid convolution,
+number of scales while computing the same numbers (gaussian window, valid filtering,
 K = (0.01, 0.03), ReLU on the contrast terms, average-pool downsampling with odd-size padding).
 """
 from __future__ import annotations
@@ -11,37 +11,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .filters import gaussian_taps, separable_filter
+
 K1, K2 = 0.01, 0.03
 WIN_SIGMA = 1.5
 MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-
-
-def gaussian_window(win_size: int, sigma: float = WIN_SIGMA, device=None, dtype=torch.float32) -> Tensor:
-    coords = torch.arange(win_size, dtype=torch.float64) - win_size // 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    return (g / g.sum()).to(device=device, dtype=dtype)
-
-
-def _blur(x: Tensor, window: Tensor) -> Tensor:
-    """Separable gaussian, valid padding, per channel."""
-    channels = x.shape[1]
-    size = window.numel()
-    horizontal = window.reshape(1, 1, 1, size).expand(channels, 1, 1, size)
-    vertical = window.reshape(1, 1, size, 1).expand(channels, 1, size, 1)
-    return F.conv2d(F.conv2d(x, vertical, groups=channels), horizontal, groups=channels)
 
 
 def ssim_maps(x: Tensor, y: Tensor, win_size: int = 11, data_range: float = 1.0) -> tuple[Tensor, Tensor]:
     """SSIM and contrast-structure maps, (B, C, H - win + 1, W - win + 1)."""
     if min(x.shape[-2:]) < win_size:
         raise ValueError(f"images of size {tuple(x.shape[-2:])} are smaller than the SSIM window {win_size}")
-    window = gaussian_window(win_size, device=x.device, dtype=x.dtype)
+    window = gaussian_taps(win_size, WIN_SIGMA)
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    mu_x, mu_y = _blur(x, window), _blur(y, window)
+    mu_x, mu_y = separable_filter(x, window), separable_filter(y, window)
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    sigma_xx = _blur(x * x, window) - mu_xx
-    sigma_yy = _blur(y * y, window) - mu_yy
-    sigma_xy = _blur(x * y, window) - mu_xy
+    sigma_xx = separable_filter(x * x, window) - mu_xx
+    sigma_yy = separable_filter(y * y, window) - mu_yy
+    sigma_xy = separable_filter(x * y, window) - mu_xy
     cs_map = (2 * sigma_xy + c2) / (sigma_xx + sigma_yy + c2)
     ssim_map = (2 * mu_xy + c1) / (mu_xx + mu_yy + c1) * cs_map
     return ssim_map, cs_map

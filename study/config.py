@@ -44,7 +44,7 @@ class TrainConfig(StrictModel):
     loss_weights: LossConfig = Field(default_factory=LossConfig, description="Weights of the loss terms.")
     seed: int = Field(0, ge=0, description="Seed for initialisation, sampling and data order.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present, else CPU.")
-    fast_path: bool = Field(True, description="On CUDA: bf16 autocast and channels_last. Ignored on CPU.")
+    fast_path: bool = Field(True, description="channels_last memory layout (CPU and CUDA), plus bf16 autocast on CUDA.")
     compile: bool = Field(False, description="torch.compile the training steps (each run pays the compile once; "
                           "`python -m benchmarks --only trainer_gpu` measures whether it pays off).")
     max_train_batches: int | None = Field(None, ge=1, description="Cap on training batches per epoch (quick runs); null = all.")

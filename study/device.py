@@ -1,4 +1,8 @@
-"""Device choice: CUDA when present (bf16 autocast, channels_last), otherwise CPU."""
+"""Device choice: CUDA when present, otherwise CPU; the fast path's precision and memory layout.
+
+channels_last is on for both: on CUDA the convolutions want it, and on CPU (oneDNN) training steps
+of this model measured 1.0-1.7x faster with it and never slower (32-144 px, widths 0.25-1.0, 1-2
+threads); prepared shards are stored HWC, so channels-last batches also skip a transposition."""
 from __future__ import annotations
 
 import contextlib
@@ -27,6 +31,6 @@ def plan_device(requested: str = "auto", fast_path: bool = True) -> DevicePlan:
         raise RuntimeError("device: 'cuda' was requested but no CUDA device is available (use 'auto' or 'cpu')")
     use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
     if not use_cuda:
-        return DevicePlan(torch.device("cpu"), None, False)
+        return DevicePlan(torch.device("cpu"), None, fast_path)
     bf16 = fast_path and torch.cuda.is_bf16_supported()
     return DevicePlan(torch.device("cuda"), torch.bfloat16 if bf16 else None, fast_path)

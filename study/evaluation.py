@@ -9,24 +9,36 @@ from models.metrics import METRIC_NAMES, MetricSuite
 from models.vae import FaceVAE
 
 REGIONS = ("full", "face")
+# On CPU, batches whose intermediate maps stay in cache: batching gains ~10x at 32 px (128 images),
+# while 64 images at 144 px ran slower than one at a time (benchmarks/evaluation.py).
+CPU_PIXELS_PER_BATCH = 128 * 32 * 32
+ACCELERATOR_BATCH = 128
+
+
+def evaluation_batch_size(image_size: int, device: torch.device | str) -> int:
+    """Test images per metric-suite call: cache-sized on CPU, large on an accelerator."""
+    if torch.device(device).type != "cpu":
+        return ACCELERATOR_BATCH
+    return max(1, CPU_PIXELS_PER_BATCH // (image_size * image_size))
 
 
 @torch.no_grad()
-def evaluate(model: FaceVAE, data: FaceData, suite: MetricSuite, split: str = "test", batch_size: int = 64,
+def evaluate(model: FaceVAE, data: FaceData, suite: MetricSuite, split: str = "test", batch_size: int | None = None,
              device: torch.device | str = "cpu") -> pd.DataFrame:
     """One row per (image, region). Paper protocol for "full": mask models paste the input background
-    through their *predicted* mask; "face" scores only ground-truth face pixels (the fair comparison)."""
+    through their *predicted* mask; "face" scores only ground-truth face pixels (the fair comparison).
+    `batch_size` defaults to `evaluation_batch_size`."""
     model.eval()
+    batch_size = batch_size or evaluation_batch_size(data.image_size, device)
     ids = data.ids(split)
     frames, offset = [], 0
-    for images, masks in data.batches(split, batch_size):
-        images, masks = images.to(device), masks.to(device)
+    for images, masks in data.batches(split, batch_size, device=device):
         output = model.predict(images).output
         batch_ids = ids[offset:offset + images.shape[0]]
         offset += images.shape[0]
-        for region, region_mask in (("full", None), ("face", masks)):
-            scores = suite(output, images, region_mask)
-            frame = pd.DataFrame({name: scores[name].float().cpu().numpy() for name in METRIC_NAMES})
+        scores = suite.score_regions(output, images, {"full": None, "face": masks})
+        for region in REGIONS:
+            frame = pd.DataFrame({name: scores[region][name].float().cpu().numpy() for name in METRIC_NAMES})
             frame.insert(0, "region", region)
             frame.insert(0, "image_id", batch_ids)
             frames.append(frame)

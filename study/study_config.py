@@ -135,6 +135,9 @@ class TrainingConfig(StrictModel):
     max_train_batches: int | None = Field(None, ge=1, description="Cap on training batches per epoch; null = all.")
     max_val_batches: int | None = Field(None, ge=1, description="Cap on validation batches per epoch; null = all.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': CUDA when the trial has a GPU.")
+    fast_path: bool = Field(True, description="channels_last layout (CPU and CUDA), plus bf16 autocast on CUDA.")
+    compile: bool = Field(False, description="torch.compile each trial's training steps; pays off only for long "
+                          "trials on a GPU (`python -m benchmarks --only trainer_gpu` measures it).")
 
 
 class MlflowConfig(StrictModel):
@@ -187,7 +190,8 @@ class StudyConfig(StrictModel):
             hypothesis=hypothesis, epochs=epochs or self.train.epochs, batch_size=self.train.batch_size, lr=lr,
             kl_weight=kl_weight, reference_kl_weight=self.objective.reference_kl_weight,
             grad_clip_norm=self.train.grad_clip_norm, model=self.model, loss_weights=self.train.loss_weights,
-            seed=seed, device=self.train.device, max_train_batches=self.train.max_train_batches,
+            seed=seed, device=self.train.device, fast_path=self.train.fast_path, compile=self.train.compile,
+            max_train_batches=self.train.max_train_batches,
             max_val_batches=self.train.max_val_batches,
         )
 

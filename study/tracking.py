@@ -3,11 +3,18 @@
 Written from the driver only, so MLflow's default SQLite store is safe. A tracking failure in the
 middle of a study never stops training: the tracker warns once, keeps going, and
 `maskvae study sync-mlflow DIR` backfills from the Ray experiment directory later.
+
+A SQLite store is switched to write-ahead logging with `synchronous=NORMAL`: a commit then costs no
+fsync (one trial-epoch's metrics went from 5.5 to 4.0 ms, benchmarks/tracking.py), and `mlflow ui`
+reading the file no longer blocks the study writing it. A power cut can lose the last commits but
+never corrupts the file, and Ray's record restores them through `sync-mlflow`. WAL needs a local
+filesystem: a store shared between machines belongs on a server (the cluster configs use PostgreSQL).
 """
 from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +36,29 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
+_sqlite_tuned = False
+
+
+def _tune_sqlite_connections() -> None:
+    """WAL + synchronous=NORMAL on every SQLite connection this process opens (MLflow's engine included)."""
+    global _sqlite_tuned
+    if _sqlite_tuned:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _write_ahead_log(connection, _record) -> None:
+        if isinstance(connection, sqlite3.Connection):
+            cursor = connection.cursor()
+            # An in-memory database answers "memory" and stays as it is.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    _sqlite_tuned = True
+
+
 class TrackingUnavailableError(UserInputError):
     def __init__(self, uri: str, reason: str):
         super().__init__([f"mlflow.tracking_uri: {uri}: {reason}"], title="MLflow tracking server unreachable")
@@ -37,6 +67,8 @@ class TrackingUnavailableError(UserInputError):
 def _client(uri: str | None):
     from mlflow import MlflowClient
 
+    if resolved_tracking_uri(uri).startswith("sqlite:"):
+        _tune_sqlite_connections()
     return MlflowClient(tracking_uri=uri)
 
 

@@ -124,8 +124,8 @@ def test_gpu_rows_say_no_gpu_here_and_their_code_runs_on_cpu(tmp_path):
     variants = {"eager fp32": {"fast_path": False}, "fast": {"fast_path": True}}
     runs = trainer_gpu.fast_path_runs(data, "cpu", width=0.125, latent_dim=16, batch_size=8, epochs=2, batches=2,
                                       variants=variants)
-    # On CPU the fast path is off, so both runs train identically: the comparison is like for like.
-    assert trainer_gpu.curve_deviation(runs["eager fp32"]["train_loss"], runs["fast"]["train_loss"]) == 0.0
+    # On CPU the fast path changes only the memory layout (no bf16): the loss curves agree to rounding.
+    assert trainer_gpu.curve_deviation(runs["eager fp32"]["train_loss"], runs["fast"]["train_loss"]) < 1e-4
     assert all(r["images_per_s"] > 0 for r in runs.values())
     with pytest.raises(ValueError, match="length"):
         trainer_gpu.curve_deviation([1.0], [1.0, 2.0])
@@ -136,10 +136,18 @@ def test_gpu_rows_say_no_gpu_here_and_their_code_runs_on_cpu(tmp_path):
 
 
 def test_evaluation_scores_every_image_both_ways():
+    from benchmarks import evaluation
     from benchmarks.evaluation import measure_size
 
     row = measure_size(32, count=6, batch_size=4, repeats=1)
     assert row.details["images"] == 6 and row.value > 0 and row.baseline > 0
+    assert row.unit == "images/cpu-s" and row.details["clock"] == "cpu"
+    # Several threads are timed on the wall clock: CPU-seconds would count every thread.
+    wall = measure_size(32, count=4, batch_size=4, repeats=1, threads=2, target=None)
+    assert wall.unit == "images/s" and wall.details["threads"] == 2 and wall.met is None
+    if not torch.cuda.is_available():
+        gpu = evaluation.gpu_row(count=8, repeats=1)
+        assert gpu.note == NO_GPU and gpu.met is None and gpu.target is not None
 
 
 def test_early_stopping_comparison_counts_epochs_and_ranks_hypotheses():

@@ -114,3 +114,16 @@ def test_copied_data_gives_the_same_batches(data, path):
     for (a, am), (b, bm) in zip(data.batches("train", 10, shuffle=True, epoch=2),
                                 copied.batches("train", 10, shuffle=True, epoch=2), strict=True):
         assert torch.equal(a, b) and torch.equal(am, bm)
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["mapped shards", "one copied tensor"])
+def test_channels_last_batches_hold_the_same_values_as_contiguous_ones(data, path, copy):
+    # On CPU channels-last batches are converted row by row while copied: a separate code path.
+    source = FaceData.load(path, copy=copy)
+    kwargs = dict(shuffle=True, epoch=3, seed=1)
+    for (a, am), (b, bm) in zip(data.batches("train", 10, **kwargs),
+                                source.batches("train", 10, channels_last=True, **kwargs), strict=True):
+        assert b.is_contiguous(memory_format=torch.channels_last) and b.dtype == torch.float32
+        assert torch.equal(a, b) and torch.equal(am, bm) and bm.shape == am.shape
+    fixed, fixed_last = data.tensors("val", [0, 5, -1]), source.tensors("val", [0, 5, -1], channels_last=True)
+    assert all(torch.equal(x, y) for x, y in zip(fixed, fixed_last))

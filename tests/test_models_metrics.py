@@ -108,14 +108,21 @@ def test_ms_ssim_matches_pytorch_msssim(size: int) -> None:
     assert torch.allclose(ms_ssim(pred, target, win, weights), expected, atol=1e-5)
 
 
-def test_vif_scales_and_piq_agreement() -> None:
-    assert vif_scales(48) == vif_scales(41) == vif_scales(144) == 4
-    assert vif_scales(40) == 3 and vif_scales(32) == 2 and vif_scales(17) == 1 and vif_scales(16) == 0
-    target = _faces(3, 48)
+@pytest.mark.parametrize("size", [41, 48, 144])
+def test_vif_agrees_with_piq(size: int) -> None:
+    """The same computation as piq's: equal in float64; in float32 both round, piq's 2-D kernels more."""
+    target = _faces(3, size).double()
     pred = _noisy(target, 0.1)
     expected = piq.vif_p(pred, target, data_range=1.0, reduction="none")
-    assert torch.allclose(vif_p_scales(pred, target, 4), expected, rtol=1e-5)
-    assert torch.allclose(vif_p(pred, target), expected)
+    assert torch.allclose(vif_p_scales(pred, target, 4), expected, rtol=1e-10)
+    assert torch.allclose(vif_p(pred, target), expected, rtol=1e-10)
+    assert torch.allclose(vif_p(target, target), piq.vif_p(target, target, data_range=1.0, reduction="none"), rtol=1e-10)
+    assert torch.allclose(vif_p(pred.float(), target.float()), expected.float(), rtol=1e-5, atol=0)
+
+
+def test_vif_scales_and_small_images() -> None:
+    assert vif_scales(48) == vif_scales(41) == vif_scales(144) == 4
+    assert vif_scales(40) == 3 and vif_scales(32) == 2 and vif_scales(17) == 1 and vif_scales(16) == 0
     small = _faces(2, 32)
     assert torch.all(vif_p(_noisy(small, 0.1), small) < vif_p(small, small))
     with pytest.raises(ValueError, match="VIF"):
@@ -208,6 +215,19 @@ def test_batched_equals_one_by_one(suite48: MetricSuite) -> None:
         single = suite48(pred[i: i + 1], target[i: i + 1], region[i: i + 1])
         for name in METRIC_NAMES:
             assert torch.allclose(batched[name][i], single[name][0], atol=1e-5), name
+
+
+def test_regions_scored_together_equal_regions_scored_apart(suite48: MetricSuite) -> None:
+    target = _faces(3, 48)
+    pred = _noisy(target, 0.1)
+    regions = {"full": None, "face": _region(3, 48), "top": torch.zeros(3, 1, 48, 48).index_fill_(2, torch.arange(20), 1)}
+    together = suite48.score_regions(pred, target, regions)
+    assert set(together) == set(regions)
+    for name, region in regions.items():
+        apart = suite48(pred, target, region)
+        for metric in METRIC_NAMES:
+            assert torch.equal(together[name][metric], apart[metric]), (name, metric)
+    assert not torch.allclose(together["full"]["one_minus_ssim"], together["face"]["one_minus_ssim"])
 
 
 def test_scores_carry_no_gradient(suite32: MetricSuite) -> None:

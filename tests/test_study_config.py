@@ -81,3 +81,7 @@ def test_study_config_builds_trial_configs():
     trial = config.train_config("ssim/nomask", kl_weight=0.01, lr=1e-4, seed=3)
     assert (trial.hypothesis, trial.kl_weight, trial.lr, trial.seed) == ("ssim/nomask", 0.01, 1e-4, 3)
     assert trial.reference_kl_weight == config.objective.reference_kl_weight
+    assert trial.fast_path and not trial.compile
+    tuned = StudyConfig.model_validate({"data": {"path": "/x"}, "train": {"fast_path": False, "compile": True}})
+    trial = tuned.train_config("l1/mask", kl_weight=0.01, lr=1e-4, seed=0)
+    assert not trial.fast_path and trial.compile
