@@ -51,10 +51,14 @@ def _tune_sqlite_connections() -> None:
     def _write_ahead_log(connection, _record) -> None:
         if isinstance(connection, sqlite3.Connection):
             cursor = connection.cursor()
-            # An in-memory database answers "memory" and stays as it is.
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
+            try:
+                # An in-memory database answers "memory" and stays as it is.
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.DatabaseError:
+                pass  # a read-only store can still be read (status, model download) in its own mode
+            finally:
+                cursor.close()
 
     _sqlite_tuned = True
 
