@@ -5,12 +5,12 @@ the full image and on the face region in one `MetricSuite.score_regions` call, a
 `study.evaluation` does, with all six metrics and in the batches it uses; LPIPS runs on an
 untrained AlexNet trunk here (no weights offline), which costs the same as the real one.
 
-The judged row runs as the study evaluates: every core, wall-clock images/s. Per-image calls are
-too small for torch to split across threads, batched ones are not, and that is part of what batching
-buys. An information row repeats it on one thread, timed in CPU-seconds, which isolates the
-per-call overhead batching removes from the extra cores it uses (and which no load from other
-processes can move). At 144 px a CPU is bound by arithmetic whatever the batching, so that row is
-information; the 144 px target row runs on CUDA, where per-image calls are bound by kernel launches.
+At the smoke resolution two rows are judged. One runs as the study evaluates: every core,
+wall-clock images/s (per-image calls are too small for torch to split across threads, batched ones
+are not, and that is part of what batching buys). The other runs on one thread, timed in
+CPU-seconds: batching alone, which no load from other processes can move. At 144 px a CPU is bound
+by arithmetic whatever the batching, so that row is information; the 144 px target row runs on
+CUDA, where per-image calls are bound by kernel launches.
 """
 from __future__ import annotations
 
@@ -108,14 +108,14 @@ def gpu_row(count: int, repeats: int) -> Row:
 
 
 def measure(smoke_count: int, paper_count: int, gpu_count: int, repeats: int) -> list[Row]:
-    """The smoke split's resolution on every core (judged) and on one (information), the paper's
-    resolution on every core (information) and on CUDA (judged), in `study.evaluation`'s batches."""
+    """The smoke split's resolution on every core and on one (both judged), the paper's resolution
+    on every core (information) and on CUDA (judged), in `study.evaluation`'s batches."""
     from study.evaluation import evaluation_batch_size
 
     cores = os.cpu_count() or 1
     return [
         measure_size(32, smoke_count, evaluation_batch_size(32, "cpu"), repeats, threads=cores),
-        measure_size(32, smoke_count, evaluation_batch_size(32, "cpu"), repeats, threads=1, target=None),
+        measure_size(32, smoke_count, evaluation_batch_size(32, "cpu"), repeats, threads=1),
         measure_size(144, paper_count, evaluation_batch_size(144, "cpu"), repeats, threads=cores, target=None),
         gpu_row(gpu_count, repeats),
     ]

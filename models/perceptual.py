@@ -11,8 +11,9 @@ from pathlib import Path
 
 import lpips
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from .filters import bilinear_matrix
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
@@ -94,10 +95,17 @@ def lpips_scores(model: lpips.LPIPS, x: Tensor, y: Tensor, region: Tensor | None
 
 
 def lpips_region_scores(maps: list[Tensor], size: tuple[int, int], region: Tensor | None) -> Tensor:
-    """Per-image LPIPS (B,) from `lpips_layer_maps`; with `region`, each layer map is upsampled to the
-    image `size` (as lpips's spatial mode does) and averaged over the region's pixels. The maps do not
-    depend on the region, so several regions share one pass through the network."""
+    """Per-image LPIPS (B,) from `lpips_layer_maps`. With `region`, each layer map is upsampled to the
+    image `size` (as lpips's spatial mode does) and averaged over the region's pixels. Upsampling is
+    linear, ``U(m) = M_h m M_w^T``, so that average is taken against the region brought down to the
+    map instead, ``M_h^T r M_w``: the same number, without image-sized copies of every map. The maps
+    do not depend on the region, so several regions share one pass through the network."""
     if region is None:
         return torch.stack([m.mean(dim=(1, 2, 3)) for m in maps]).sum(0)
-    total = sum(F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps)
-    return (total * region).sum(dim=(1, 2, 3)) / region.sum(dim=(1, 2, 3))
+    total = torch.zeros(region.shape[0], device=region.device, dtype=region.dtype)
+    for layer_map in maps:
+        rows = bilinear_matrix(layer_map.shape[-2], size[0], region.device, region.dtype)
+        columns = bilinear_matrix(layer_map.shape[-1], size[1], region.device, region.dtype)
+        weight = rows.T @ region @ columns
+        total = total + (layer_map * weight).sum(dim=(1, 2, 3))
+    return total / region.sum(dim=(1, 2, 3))

@@ -3,12 +3,11 @@
 pytorch_msssim returns only image means (so no region averaging) and its MS-SSIM always assumes
 five scales when checking the image size; these functions give maps, per-image values and any
 number of scales while computing the same numbers (gaussian window, valid filtering,
-K = (0.01, 0.03), ReLU on the contrast terms, average-pool downsampling with odd-size padding).
+K = (0.01, 0.03), ReLU on the contrast terms, 2x2 average downsampling with odd-size padding).
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .filters import gaussian_taps, separable_filter
@@ -16,6 +15,7 @@ from .filters import gaussian_taps, separable_filter
 K1, K2 = 0.01, 0.03
 WIN_SIGMA = 1.5
 MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+_AVERAGE_PAIR = (0.5, 0.5)
 
 
 def ssim_maps(x: Tensor, y: Tensor, win_size: int = 11, data_range: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -42,9 +42,10 @@ def ms_ssim(x: Tensor, y: Tensor, win_size: int, weights: tuple[float, ...], dat
         ssim_map, cs_map = ssim_maps(x, y, win_size, data_range)
         if level < len(weights) - 1:
             levels.append(torch.relu(cs_map.flatten(2).mean(-1)))
-            padding = [s % 2 for s in x.shape[2:]]
-            x = F.avg_pool2d(x, kernel_size=2, padding=padding)
-            y = F.avg_pool2d(y, kernel_size=2, padding=padding)
+            # pytorch_msssim's avg_pool2d(kernel 2, padding = size % 2) as two band products.
+            padding = (x.shape[-2] % 2, x.shape[-1] % 2)
+            x = separable_filter(x, _AVERAGE_PAIR, stride=2, padding=padding)
+            y = separable_filter(y, _AVERAGE_PAIR, stride=2, padding=padding)
         else:
             levels.append(torch.relu(ssim_map.flatten(2).mean(-1)))
     stacked = torch.stack(levels, dim=0)  # (level, B, C)

@@ -243,13 +243,16 @@ def test_lpips_matches_the_lpips_package(suite48: MetricSuite) -> None:
     model = suite48._lpips
     expected = model(pred, target, normalize=True).flatten()
     assert torch.allclose(suite48(pred, target)["lpips"], expected, rtol=1e-5)
-    model.spatial = True  # the package's own per-pixel map, averaged over an all-ones region
+    model.spatial = True  # the package's own per-pixel map (upsampled layers), averaged over regions
     try:
-        spatial = model(pred, target, normalize=True).mean(dim=(1, 2, 3))
+        spatial = model(pred, target, normalize=True)
     finally:
         model.spatial = False
     everywhere = torch.ones(2, 1, 48, 48)
-    assert torch.allclose(suite48(pred, target, everywhere)["lpips"], spatial, rtol=1e-5)
+    assert torch.allclose(suite48(pred, target, everywhere)["lpips"], spatial.mean(dim=(1, 2, 3)), rtol=1e-5)
+    face = _region(2, 48)
+    face_mean = (spatial * face).sum(dim=(1, 2, 3)) / face.sum(dim=(1, 2, 3))
+    assert torch.allclose(suite48(pred, target, face)["lpips"], face_mean, rtol=1e-5)
 
 
 def test_lpips_auto_without_weights_reports_nan(empty_torch_home) -> None:
