@@ -68,16 +68,27 @@ def _assert_complete(study_dir, tracking, trials_per_hypothesis=2):
     return trials, client, runs
 
 
+def _recorded_terminated(study_dir) -> set[str]:
+    """Trials Tune's saved experiment state records as TERMINATED (empty while none is saved yet)."""
+    from study.ray_backend import results
+
+    try:
+        return {row["trial_id"] for row in results(str(study_dir / "ray"), "tune") if row["status"] == "TERMINATED"}
+    except Exception:  # no snapshot yet, or one being replaced
+        return set()
+
+
 def test_driver_sigkill_half_way_then_resume(tmp_path, synthetic_dataset):
     study, tracking = _start(tmp_path, synthetic_dataset)
     study_dir = tmp_path / "study"
-    study.wait_for(lambda: len(_finished_trials(study_dir, 3)) >= 2, timeout=300, what="half of the trials")
+    # Tune snapshots its experiment state on its own schedule, behind the trials' result files: wait
+    # until a snapshot records a finished trial, so the kill has completed work to preserve.
+    study.wait_for(lambda: len(_finished_trials(study_dir, 3)) >= 2 and _recorded_terminated(study_dir),
+                   timeout=300, what="half of the trials, recorded")
     study.kill()
     study.wait(60)
     # Completed = what the saved experiment state records as TERMINATED when the driver died.
-    from study.ray_backend import results
-
-    terminated = {row["trial_id"] for row in results(str(study_dir / "ray"), "tune") if row["status"] == "TERMINATED"}
+    terminated = _recorded_terminated(study_dir)
     done_before = {name: count for name, count in _results_per_trial(study_dir).items()
                    if name.rsplit("-", 1)[-1] in terminated}
     assert done_before, "the kill came after at least one trial was recorded complete"
