@@ -25,6 +25,10 @@ from data.shards import SPLITS, Manifest, load_manifest, read_split_shards
 _PIXEL_MAX = np.float32(255.0)
 
 
+def _scale_row(destination: np.ndarray, source: np.ndarray) -> None:
+    np.divide(source, _PIXEL_MAX, out=destination)
+
+
 @dataclass
 class _Split:
     """A split's rows as stored (HWC), in one or more parts (one per shard on CPU, as mmap views)."""
@@ -40,13 +44,7 @@ class _Split:
         if len(self.images) == 1:
             return self.images[0].index_select(0, idx), self.masks[0].index_select(0, idx)
         # Several parts only ever live on CPU (mapped shards): copy whole rows into one batch.
-        image_parts, mask_parts = self._numpy_parts()
-        rows = self._locate(idx)
-        images = np.empty((len(rows), *image_parts[0].shape[1:]), dtype=np.uint8)
-        masks = np.empty((len(rows), *mask_parts[0].shape[1:]), dtype=np.uint8)
-        for i, (k, local) in enumerate(rows):
-            images[i] = image_parts[k][local]
-            masks[i] = mask_parts[k][local]
+        images, masks = self._copy_rows(idx, np.uint8, np.copyto)
         return torch.from_numpy(images), torch.from_numpy(masks)
 
     def gather_scaled(self, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -54,14 +52,20 @@ class _Split:
         rows as stored), and float masks (B,1,H,W). Each row is converted while it is copied, one pass
         instead of gather, cast and scale (2.3x faster per batch at 144 px); the values are exactly
         those of `_convert`."""
+        images, masks = self._copy_rows(idx, np.float32, _scale_row)
+        return torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(masks).unsqueeze(1)
+
+    def _copy_rows(self, idx: Tensor, dtype, copy_image) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``idx`` of the CPU parts as new (B,H,W,3) and (B,H,W) arrays of ``dtype``; each image row
+        goes through ``copy_image(destination, source)``, each mask row is cast as it is copied."""
         image_parts, mask_parts = self._numpy_parts()
         rows = self._locate(idx)
-        images = np.empty((len(rows), *image_parts[0].shape[1:]), dtype=np.float32)
-        masks = np.empty((len(rows), *mask_parts[0].shape[1:]), dtype=np.float32)
+        images = np.empty((len(rows), *image_parts[0].shape[1:]), dtype=dtype)
+        masks = np.empty((len(rows), *mask_parts[0].shape[1:]), dtype=dtype)
         for i, (k, local) in enumerate(rows):
-            np.divide(image_parts[k][local], _PIXEL_MAX, out=images[i])
+            copy_image(images[i], image_parts[k][local])
             masks[i] = mask_parts[k][local]
-        return torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(masks).unsqueeze(1)
+        return images, masks
 
     def _locate(self, idx: Tensor) -> list[tuple[int, int]]:
         """(part, row within the part) of each split row in ``idx``."""

@@ -4,8 +4,9 @@ A 1-D window slid along an axis without padding is a banded matrix: ``blur(x) = 
 On CPU this runs 3-8x faster than the depthwise convolutions pytorch_msssim and piq use (oneDNN
 has no fast path for one-channel kernels), and the products of a window's zeros are exact, so the
 numbers match the convolution's. A stride keeps every `stride`-th output row, which folds a
-"blur then subsample" pyramid step (or a 2x2 average pool) into the same two products. Windows are given as Python floats,
-so building (and caching) a matrix never reads a value back from an accelerator.
+"blur then subsample" pyramid step (or a 2x2 average pool) into the same two products. Windows
+are given as Python floats, so building (and caching) a matrix never reads a value back from an
+accelerator.
 """
 from __future__ import annotations
 

@@ -89,11 +89,6 @@ def lpips_layer_maps(model: lpips.LPIPS, x: Tensor, y: Tensor) -> list[Tensor]:
     return maps
 
 
-def lpips_scores(model: lpips.LPIPS, x: Tensor, y: Tensor, region: Tensor | None = None) -> Tensor:
-    """Per-image LPIPS (B,) over the whole image or `region`; see `lpips_region_scores`."""
-    return lpips_region_scores(lpips_layer_maps(model, x, y), tuple(x.shape[-2:]), region)
-
-
 def lpips_region_scores(maps: list[Tensor], size: tuple[int, int], region: Tensor | None) -> Tensor:
     """Per-image LPIPS (B,) from `lpips_layer_maps`. With `region`, each layer map is upsampled to the
     image `size` (as lpips's spatial mode does) and averaged over the region's pixels. Upsampling is
