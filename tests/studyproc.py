@@ -25,6 +25,11 @@ def study_overrides(data: Path, tracking: str, *, losses: str = "[l2]", masks: s
     return values + list(extra or [])
 
 
+def set_args(values: list[str]) -> list[str]:
+    """`--set` options for the CLI, one per `key=value`."""
+    return [arg for value in values for arg in ("--set", value)]
+
+
 class StudyProcess:
     """`maskvae study ...` in its own process; stdout collected line by line."""
 
@@ -68,21 +73,22 @@ class StudyProcess:
         self.process.send_signal(signal.SIGKILL)
 
 
-def trial_workers(parent_pid: int | None = None) -> list[psutil.Process]:
+def trial_workers() -> list[psutil.Process]:
     """Ray worker processes currently running a trial (their title is `ray::ImplicitFunc.train`)."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            title = " ".join(proc.info["cmdline"] or [])
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if "ImplicitFunc.train" in title:
-            found.append(proc)
-    return found
+    # process_iter prefetches the attributes, leaving None where a process is gone or hidden.
+    return [proc for proc in psutil.process_iter(["pid", "cmdline"])
+            if "ImplicitFunc.train" in " ".join(proc.info["cmdline"] or [])]
 
 
 def checkpoints(study_dir: Path, phase: str = "tune") -> list[Path]:
     return sorted((study_dir / "ray" / phase).glob("*/checkpoint_*"))
+
+
+def search_state(study_dir: Path):
+    """The HypothesisSearcher state Tune saved with the tuning experiment."""
+    from study.ray_backend import saved_search
+
+    return saved_search(str(study_dir / "ray"))
 
 
 def mlflow_runs(tracking: str, experiment: str = "reliability"):

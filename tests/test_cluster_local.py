@@ -89,6 +89,10 @@ def _token(cluster) -> str:
     return Path(cluster["state"]["token_path"]).read_text().strip()
 
 
+def _alive_nodes(cluster) -> list[dict]:
+    return cluster["localcluster"].alive_nodes(cluster["state"]["dashboard"], _token(cluster))
+
+
 @contextlib.contextmanager
 def study_user(cluster):
     """MLflow's client reads basic-auth credentials from the environment at each request."""
@@ -118,8 +122,7 @@ def runs(cluster):
 def test_the_smoke_job_completed_on_three_nodes(cluster):
     log = cluster["log"]
     assert "Job 'maskvae-smoke-" in log and "succeeded" in log
-    status, body = _get(cluster, "/api/v0/nodes?limit=100", _token(cluster))
-    nodes = [n for n in json.loads(body)["data"]["result"]["result"] if n["state"] == "ALIVE"]
+    nodes = _alive_nodes(cluster)
     assert len(nodes) == 3 and len({n["node_id"] for n in nodes}) == 3
     print(f"\nlocal cluster: up + smoke job in {cluster['seconds']:.0f} s")
 
@@ -128,9 +131,7 @@ def test_trials_ran_on_more_than_one_worker_node(cluster):
     trials = pd.read_parquet(cluster["out"] / "results" / "trials.parquet")
     assert set(trials["hypothesis"]) == HYPOTHESES and len(trials) == 4
     assert (trials["status"] == "TERMINATED").all()
-    status, body = _get(cluster, "/api/v0/nodes?limit=100", _token(cluster))
-    workers = {n["node_id"] for n in json.loads(body)["data"]["result"]["result"]
-               if n["state"] == "ALIVE" and not n["is_head_node"]}
+    workers = {n["node_id"] for n in _alive_nodes(cluster) if not n["is_head_node"]}
     assert set(trials["node_id"]) <= workers
     assert trials["node_id"].nunique() == 2
 
@@ -253,7 +254,7 @@ def test_mlflow_refuses_anonymous_and_wrong_password_writes(cluster):
 def test_a_lost_worker_node_reschedules_its_trials_and_the_study_completes(cluster, synthetic_dataset, tmp_path):
     """Reliability case 10: a worker node is stopped mid-study (its `ray start` process ended, like
     `ray stop` on that node); its trials resume on the remaining node and the study completes."""
-    from tests.studyproc import StudyProcess
+    from tests.studyproc import StudyProcess, set_args
 
     state, localcluster = cluster["state"], cluster["localcluster"]
     env = {key: value for key, value in localcluster.client_env(state).items() if key != "PATH"}
@@ -263,8 +264,7 @@ def test_a_lost_worker_node_reschedules_its_trials_and_the_study_completes(clust
                "final.seeds=1", "final.grid_faces=4", "resources.max_concurrent_trials=2", "resources.max_failures=3",
                f"mlflow.tracking_uri={state['mlflow']}", "name=node-loss", "model.width=0.125", "model.latent_dim=16"]
     args = ["study", "run", "--address", state["gcs_address"], "--out", str(out)]
-    for option in options:
-        args += ["--set", option]
+    args += set_args(options)
     slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 2.0}]
     study = StudyProcess(args, cwd=tmp_path, faults=slow, env=env)
 
@@ -283,8 +283,7 @@ def test_a_lost_worker_node_reschedules_its_trials_and_the_study_completes(clust
     assert study.wait(420) == 0, study.output[-4000:]
     trials = pd.read_parquet(out / "results" / "trials.parquet")
     assert len(trials) == 4 and (trials["status"] == "TERMINATED").all(), trials
-    survivors = {n["node_id"] for n in json.loads(_get(cluster, "/api/v0/nodes?limit=100", _token(cluster))[1])
-                 ["data"]["result"]["result"] if n["state"] == "ALIVE" and not n["is_head_node"]}
+    survivors = {n["node_id"] for n in _alive_nodes(cluster) if not n["is_head_node"]}
     assert len(survivors) == 1
     assert set(trials["node_id"]) <= survivors, "every trial finished on the node that is still alive"
     assert (out / "REPORT.md").exists()

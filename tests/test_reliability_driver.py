@@ -8,17 +8,15 @@ import signal
 import pandas as pd
 import pytest
 
-from tests.studyproc import StudyProcess, checkpoints, mlflow_runs, study_overrides
+from tests.studyproc import StudyProcess, checkpoints, mlflow_runs, search_state, set_args, study_overrides
 
 pytestmark = pytest.mark.slow
-EXPECTED_SECTIONS = None
 
 
 def _start(tmp_path, data, epochs=3, trials=2):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["study", "run", "--out", str(tmp_path / "study")]
-    for value in study_overrides(data, tracking, losses="[l2, ssim]", masks="[true]", trials=trials, epochs=epochs):
-        args += ["--set", value]
+    args += set_args(study_overrides(data, tracking, losses="[l2, ssim]", masks="[true]", trials=trials, epochs=epochs))
     slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 0.7}]
     return StudyProcess(args, cwd=tmp_path, faults=slow), tracking
 
@@ -98,9 +96,7 @@ def test_driver_sigkill_half_way_then_resume(tmp_path, synthetic_dataset):
     after = _results_per_trial(study_dir)
     for name, count in done_before.items():
         assert after[name] == count, f"completed trial {name} was re-run"
-    from tests.test_reliability_faults import _search_state
-
-    search = _search_state(study_dir)
+    search = search_state(study_dir)
     for hypothesis, optuna_study in search.studies.items():
         assert [t.state.name for t in optuna_study.trials] == ["COMPLETE", "COMPLETE"], hypothesis
         assert {t.user_attrs["ray_trial_id"] for t in optuna_study.trials} == \

@@ -8,7 +8,7 @@ import signal
 import pandas as pd
 import pytest
 
-from tests.studyproc import StudyProcess, checkpoints, mlflow_runs, study_overrides, trial_workers
+from tests.studyproc import StudyProcess, checkpoints, mlflow_runs, search_state, set_args, study_overrides, trial_workers
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +31,7 @@ def faulty_study(tmp_path_factory, synthetic_dataset):
          "action": "corrupt_and_exit", "once": str(root / "corrupted.marker")},
     ]
     args = ["study", "run", "--out", str(root / "study"), "--set", "resources.max_failures=1"]
-    for value in study_overrides(synthetic_dataset, tracking, losses="[l2, ssim]", trials=2, epochs=3):
-        args += ["--set", value]
+    args += set_args(study_overrides(synthetic_dataset, tracking, losses="[l2, ssim]", trials=2, epochs=3))
     study = StudyProcess(args, cwd=root, faults=faults)
     code = study.wait(600)
     return code, study.output, root / "study", tracking
@@ -59,7 +58,7 @@ def test_a_trainer_that_always_raises_ends_error_after_retries(faulty_study):
     assert run.info.status == "FAILED" and "injected fault" in _tag(run, "maskvae.error")
     assert _tag(run, "maskvae.attempt") == "2"  # max_failures=1: the first try and one retry
     assert "retrying (attempt 2)" in output
-    search = _search_state(study_dir)
+    search = search_state(study_dir)
     states = {t.user_attrs["ray_trial_id"]: t.state.name for t in search.studies["l2/nomask"].trials}
     assert states[failed.iloc[0]["trial_id"]] == "FAIL"
 
@@ -70,7 +69,7 @@ def test_a_nan_loss_stops_the_trial_is_never_a_value_and_never_best(faulty_study
     nan_trial = trials[(trials.hypothesis == "ssim/mask") & trials.error.notna()]
     assert len(nan_trial) == 1 and "non-finite" in nan_trial.iloc[0]["error"]
     trial_id = nan_trial.iloc[0]["trial_id"]
-    search = _search_state(study_dir)
+    search = search_state(study_dir)
     optuna_trial = next(t for t in search.studies["ssim/mask"].trials if t.user_attrs["ray_trial_id"] == trial_id)
     assert optuna_trial.state.name == "FAIL" and optuna_trial.values is None
     import json
@@ -98,18 +97,11 @@ def test_a_corrupted_checkpoint_falls_back_to_the_previous_one(faulty_study):
     assert "skipped unreadable checkpoint" in output
 
 
-def _search_state(study_dir):
-    from study.ray_backend import saved_search
-
-    return saved_search(str(study_dir / "ray"))
-
-
 def test_a_sigkilled_worker_resumes_its_trial_from_the_last_checkpoint(tmp_path, synthetic_dataset):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     slow = [{"point": "epoch_start", "phase": "tune", "hypothesis": "l2/mask", "action": "sleep", "seconds": 2.0}]
     args = ["study", "run", "--out", str(tmp_path / "study"), "--set", "resources.max_concurrent_trials=1"]
-    for value in study_overrides(synthetic_dataset, tracking, masks="[true]", trials=1, epochs=4):
-        args += ["--set", value]
+    args += set_args(study_overrides(synthetic_dataset, tracking, masks="[true]", trials=1, epochs=4))
     study = StudyProcess(args, cwd=tmp_path, faults=slow)
     study.wait_for(lambda: len(checkpoints(tmp_path / "study")) >= 1, what="the first checkpoint")
     study.wait_for(lambda: len(trial_workers()) == 1, what="a running trial worker")

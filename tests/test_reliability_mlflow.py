@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from study.cli import main
-from tests.studyproc import StudyProcess, mlflow_runs, study_overrides
+from tests.studyproc import StudyProcess, mlflow_runs, set_args, study_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -72,9 +72,8 @@ def test_mlflow_going_away_mid_study_then_sync_backfills_everything(tmp_path, sy
     server = MlflowServer(tmp_path, _free_port()).start()
     try:
         args = ["study", "run", "--out", str(tmp_path / "study")]
-        for value in study_overrides(synthetic_dataset, server.uri, losses="[l2, ssim]", masks="[true]", trials=2,
-                                     epochs=2, seeds=1):
-            args += ["--set", value]
+        args += set_args(study_overrides(synthetic_dataset, server.uri, losses="[l2, ssim]", masks="[true]", trials=2,
+                                     epochs=2, seeds=1))
         slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 0.5}]
         study = StudyProcess(args, cwd=tmp_path, faults=slow)
         study.wait_for(lambda: "[tune   1/" in study.output, timeout=300, what="the first finished trial")

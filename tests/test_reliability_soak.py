@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.studyproc import StudyProcess, mlflow_runs, study_overrides, trial_workers
+from tests.studyproc import StudyProcess, mlflow_runs, set_args, study_overrides, trial_workers
 
 pytestmark = pytest.mark.slow
 MAX_KILLS = 6
@@ -18,9 +18,8 @@ def test_soak_random_worker_kills(tmp_path, synthetic_dataset):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["study", "run", "--out", str(tmp_path / "study"), "--set", "resources.cpus_per_trial=0.5",
             "--set", "resources.max_concurrent_trials=4", "--set", "resources.max_failures=4"]
-    for value in study_overrides(synthetic_dataset, tracking, losses="[l1, l2, ssim, ssim+l1, ssim+l2]", trials=2,
-                                 epochs=2, seeds=1):
-        args += ["--set", value]
+    args += set_args(study_overrides(synthetic_dataset, tracking, losses="[l1, l2, ssim, ssim+l1, ssim+l2]", trials=2,
+                                 epochs=2, seeds=1))
     slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 0.8}]
     study = StudyProcess(args, cwd=tmp_path, faults=slow)
     rng = random.Random(7)
