@@ -45,18 +45,7 @@ def tune_phase(config, storage: Path) -> list[dict[str, Any]]:
     from study.events import Listeners
 
     tuner = ray_backend.tuning_tuner(config, config.data.path, str(storage), Listeners())
-    ray_backend.quiet_tune_output()
-    return [{"trial_id": result.metrics.get("trial_id"), "config": ray_backend.flat_config(result.config or {}),
-             "metrics": dict(result.metrics or {}), "error": str(result.error) if result.error else None}
-            for result in tuner.fit()]
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    return ray_backend.fit(tuner, str(storage), ray_backend.TUNE_EXPERIMENT)
 
 
 def trial_epochs(rows: list[dict[str, Any]]) -> int:
@@ -65,13 +54,13 @@ def trial_epochs(rows: list[dict[str, Any]]) -> int:
 
 def hypothesis_scores(rows: list[dict[str, Any]], metric: str, mode: str, rank_metric: str) -> dict[str, float]:
     """Each hypothesis's selected trial (best on the study's objective), scored on `rank_metric`."""
-    from study.selection import best_per_hypothesis
+    from study.selection import best_per_hypothesis, finite_or_none
 
     best = best_per_hypothesis(rows, metric, mode)
     by_id = {row["trial_id"]: row for row in rows}
     scores = {}
     for hypothesis, chosen in best.items():
-        value = _finite(by_id[chosen["trial_id"]]["metrics"].get(rank_metric))
+        value = finite_or_none(by_id[chosen["trial_id"]]["metrics"].get(rank_metric))
         if value is not None:
             scores[hypothesis] = value
     return scores

@@ -106,7 +106,6 @@ def maskvae_stack(trials: int, work_s: float, checkpoint: bool, storage: Path,
     from study import ray_backend
     from study.events import Listeners
     from study.listeners import MlflowListener
-    from study.search import HypothesisSearch
     from study.tracking import MlflowTracker
 
     config = study_config(trials, hypotheses=min(10, trials))
@@ -115,23 +114,8 @@ def maskvae_stack(trials: int, work_s: float, checkpoint: bool, storage: Path,
     parents = {h.name: tracker.hypothesis_run(h.name, {}) for h in config.hypotheses()}
     setup_s = setup.lap()
     listener = Listeners(MlflowListener(tracker, parents))
-    metric, mode = config.objective.metric, config.objective.mode
-    searcher = ray_backend.HypothesisSearcher(HypothesisSearch.from_config(config), metric, mode,
-                                              config.objective.secondary_metric)
-    scheduler = ray_backend.PerHypothesisScheduler(config.train.epochs, config.scheduler.grace_period,
-                                                   config.scheduler.reduction_factor, metric, mode)
-    trainable = tune.with_resources(tune.with_parameters(_with_work, work_s=work_s, checkpoint=checkpoint),
-                                    ray_backend._resources(config))
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=config.total_trials, metric=metric, mode=mode,
-            reuse_actors=True, max_concurrent_trials=ray_backend.default_concurrency(config),
-            trial_name_creator=ray_backend._trial_name, trial_dirname_creator=ray_backend._trial_dirname,
-        ),
-        run_config=ray_backend._run_config(config, str(storage), ray_backend.TUNE_EXPERIMENT,
-                                           [ray_backend.ListenerCallback("tune", listener)]),
-    )
+    trainable = tune.with_parameters(_with_work, work_s=work_s, checkpoint=checkpoint)
+    tuner = ray_backend.tuning_tuner(config, config.data.path, str(storage), listener, trainable=trainable)
     clock = Stopwatch()
     grid = tuner.fit()
     wall = clock.lap()

@@ -7,8 +7,10 @@ call each, the way `mlflow.log_metric` in a training loop does.
 """
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ def logged_metrics(payload: dict[str, Any]) -> dict[str, float]:
     """The numbers MlflowListener turns into MLflow metrics."""
     from study import listeners
 
-    return listeners._numeric(payload)
+    return listeners.numeric_metrics(payload)
 
 
 def measure(epochs: int, repeats: int) -> list[Row]:
@@ -51,31 +53,26 @@ def measure(epochs: int, repeats: int) -> list[Row]:
         tracker = MlflowTracker(f"sqlite:///{Path(scratch) / 'mlflow.db'}", "bench-tracking", "bench",
                                 warn=lambda message: None)
         parent = tracker.hypothesis_run("l2/mask", {})
-        state = {"trial": 0}
+        trials = itertools.count(1)
 
-        def batched() -> float:
-            state["trial"] += 1
-            run = tracker.child_run(parent, "l2/mask", f"tune:{state['trial']}", "trial", {"lr": 1e-3}, {})
-            costs = []
-            for step in range(1, epochs + 1):
-                clock = Stopwatch()
-                tracker.log_epoch(run, {**metrics, "epoch": float(step)}, step)
-                costs.append(clock.lap())
-            tracker.end_run(run, "FINISHED")
-            return median(costs) * 1e3
+        def per_epoch_ms(write: Callable[[str, dict[str, float], int], None]) -> Callable[[], float]:
+            """A sample: one new trial run, `write` timed for each of its epochs (median, ms)."""
+            def sample() -> float:
+                run = tracker.child_run(parent, "l2/mask", f"tune:{next(trials)}", "trial", {"lr": 1e-3}, {})
+                costs = []
+                for step in range(1, epochs + 1):
+                    clock = Stopwatch()
+                    write(run, {**metrics, "epoch": float(step)}, step)
+                    costs.append(clock.lap())
+                tracker.end_run(run, "FINISHED")
+                return median(costs) * 1e3
+            return sample
 
-        def one_by_one() -> float:
-            state["trial"] += 1
-            run = tracker.child_run(parent, "l2/mask", f"tune:{state['trial']}", "trial", {"lr": 1e-3}, {})
-            costs = []
-            for step in range(1, epochs + 1):
-                clock = Stopwatch()
-                for key, value in metrics.items():
-                    tracker.client.log_metric(run, key, value, timestamp=int(time.time() * 1000), step=step)
-                costs.append(clock.lap())
-            tracker.end_run(run, "FINISHED")
-            return median(costs) * 1e3
+        def one_metric_per_call(run: str, values: dict[str, float], step: int) -> None:
+            for key, value in values.items():
+                tracker.client.log_metric(run, key, value, timestamp=int(time.time() * 1000), step=step)
 
+        batched, one_by_one = per_epoch_ms(tracker.log_epoch), per_epoch_ms(one_metric_per_call)
         runs = {"one_by_one": one_by_one, "batched": batched}
         interleaved(runs, 1)  # warm-up: SQLAlchemy's compiled statements, SQLite's page cache
         samples = interleaved(runs, repeats)

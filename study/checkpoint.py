@@ -19,6 +19,8 @@ import torch
 
 from models.vae import FaceVAE
 
+from .errors import first_line
+
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_WEIGHTS_FILE = "model.pt"
 MODEL_META_FILE = "model.json"
@@ -45,7 +47,7 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
         os.replace(tmp, path)
     except (OSError, RuntimeError) as error:  # torch reports a failed write as RuntimeError
         Path(tmp).unlink(missing_ok=True)
-        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        reason = getattr(error, "strerror", None) or first_line(error)
         raise CheckpointError(f"{path}: writing failed ({reason}; disk full?); "
                               "earlier checkpoints are untouched") from None
     except BaseException:

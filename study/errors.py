@@ -4,6 +4,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its class name when the message is empty."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else error.__class__.__name__
+
+
 class UserInputError(ValueError):
     """Bad input from the user (config, CLI argument, file). Carries every problem found."""
 

@@ -15,7 +15,8 @@ _NON_METRICS = {"node_id", "trial_id", "experiment_tag", "date", "hostname", "pi
                 "iterations_since_restore", "timestamp", "done", "should_checkpoint"}
 
 
-def _numeric(result: dict[str, Any]) -> dict[str, float]:
+def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a trial result that are logged as MLflow metrics (Tune's bookkeeping left out)."""
     return {k: v for k, v in result.items()
             if k not in _NON_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -28,6 +29,8 @@ class MlflowListener:
         self.parents = parents
         self.runs: dict[str, str | None] = {}
         self.node_tagged: dict[str, str] = {}
+        self.noted: dict[str, str] = {}
+        self.finished: set[str] = set()
 
     def _run(self, phase: str, trial_id: str, config: dict[str, Any]) -> str | None:
         key = f"{phase}:{trial_id}"
@@ -45,9 +48,11 @@ class MlflowListener:
 
     def trial_result(self, phase: str, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
         run_id = self._run(phase, trial_id, config)
-        metrics = _numeric(result)
-        if result.get("checkpoint_note"):
-            self.tracker.log_values(run_id, tags={"maskvae.checkpoint_note": result["checkpoint_note"][:4000]})
+        metrics = numeric_metrics(result)
+        note = result.get("checkpoint_note")
+        if note and self.noted.get(run_id) != note:  # repeated in every later epoch's result
+            self.noted[run_id] = note
+            self.tracker.log_values(run_id, tags={"maskvae.checkpoint_note": note[:4000]})
         if result.get("failure"):
             return
         if result.get("evaluated"):
@@ -69,6 +74,11 @@ class MlflowListener:
                 if (Path(checkpoint) / name).exists():
                     self.tracker.log_artifacts(run_id, Path(checkpoint) / name)
         self.tracker.end_run(run_id, status)
+        self.finished.add(f"{phase}:{trial_id}")
+
+    def has_finished(self, phase: str, trial_id: str) -> bool:
+        """Whether this listener has ended the trial's run (live, or in an earlier replay)."""
+        return f"{phase}:{trial_id}" in self.finished
 
 
 class ProgressPrinter:

@@ -6,11 +6,11 @@ scheduler gives each hypothesis its own ASHA so trials only compete within their
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pickle
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -402,10 +402,13 @@ def _run_config(config: StudyConfig, storage_path: str, name: str, callbacks: li
     )
 
 
-def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listener: TrialListener) -> tune.Tuner:
-    trainable = tune.with_resources(
-        tune.with_parameters(tune_trial, study_json=config.model_dump_json(), data_path=data_path), _resources(config)
-    )
+def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listener: TrialListener,
+                 trainable: Callable[[dict[str, Any]], None] | None = None) -> tune.Tuner:
+    """The tuning phase's Tuner. `trainable` replaces the trainer (the orchestration benchmark's trivial
+    trial); by default each trial is `tune_trial` on this study's dataset."""
+    if trainable is None:
+        trainable = tune.with_parameters(tune_trial, study_json=config.model_dump_json(), data_path=data_path)
+    trainable = tune.with_resources(trainable, _resources(config))
     metric, mode = config.objective.metric, config.objective.mode
     searcher = HypothesisSearcher(HypothesisSearch.from_config(config), metric, mode, config.objective.secondary_metric)
     if config.scheduler.kind == "asha":
@@ -481,11 +484,11 @@ def quiet_tune_output() -> None:
     logging.getLogger("ray.tune.tune").setLevel(logging.WARNING)
 
 
-def fit(tuner: tune.Tuner, storage_path: str, name: str) -> list[dict[str, Any]]:
+def fit(tuner: tune.Tuner, storage_path: str, name: str, with_history: bool = False) -> list[dict[str, Any]]:
     """Run (or finish) a tuner, then read every trial's recorded state back from the experiment directory."""
     quiet_tune_output()
     tuner.fit()
-    return results(storage_path, name)
+    return results(storage_path, name, with_history)
 
 
 def results(storage_path: str, name: str, with_history: bool = False) -> list[dict[str, Any]]:
@@ -498,6 +501,7 @@ def results(storage_path: str, name: str, with_history: bool = False) -> list[di
         rows.append({
             "history": history.to_dict("records") if history is not None else [],
             "trial_id": trial.trial_id, "config": flat_config(trial.config), "metrics": dict(trial.last_result or {}),
+            "attempts": trial.num_failures + 1,
             "checkpoint": trial.checkpoint, "status": trial.status,
             "error": _error_text(trial) if trial.status == "ERROR" else (trial.last_result or {}).get("failure"),
             "path": trial.path,

@@ -274,7 +274,7 @@ def _fit_phase(config: StudyConfig, state: StudyState, name: str, listener, make
         tuner = ray_backend.restore_tuner(config, state.storage_path, name, state.data_path, listener)
     else:
         tuner = make_tuner()
-    rows = ray_backend.fit(tuner, state.storage_path, name)
+    rows = ray_backend.fit(tuner, state.storage_path, name, with_history=restored)
     unfinished = [row for row in rows if row["status"] not in ("TERMINATED", "ERROR")]
     if unfinished:
         raise KeyboardInterrupt(f"{len(unfinished)} trials did not finish")
@@ -283,7 +283,7 @@ def _fit_phase(config: StudyConfig, state: StudyState, name: str, listener, make
         # resume: bring their MLflow runs in line with what Ray recorded.
         from .status import replay_phase
 
-        replay_phase(mlflow_listener, state.storage_path, name)
+        replay_phase(mlflow_listener, name, rows)
     return rows
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 from .state import StudyState
 from .study_config import StudyConfig
@@ -64,21 +65,24 @@ def regenerate_report(directory: Path) -> Path:
     return path
 
 
-def replay_phase(listener, storage_path: str, phase: str) -> int:
-    """Replay one experiment's recorded trials into `listener`: runs are re-attached, missing
-    epochs written, and every run ends with the status Ray recorded."""
-    from . import ray_backend
-
-    rows = ray_backend.results(storage_path, phase, with_history=True)
+def replay_phase(listener, phase: str, rows: list[dict[str, Any]]) -> int:
+    """Replay one experiment's recorded trials (`ray_backend.results(..., with_history=True)`) into
+    `listener`: runs are re-attached, missing epochs written, and every run ends with the status Ray
+    recorded. Trials the listener already saw finish live are left as they are. Returns how many
+    trials were replayed."""
+    replayed = 0
     for row in rows:
-        listener.trial_started(phase, row["trial_id"], row["config"], 1)
+        if listener.has_finished(phase, row["trial_id"]):
+            continue
+        listener.trial_started(phase, row["trial_id"], row["config"], row["attempts"])
         for result in row["history"]:
             listener.trial_result(phase, row["trial_id"], row["config"], result)
         failure = row["error"]
         status = "FAILED" if failure else {"TERMINATED": "FINISHED", "ERROR": "FAILED"}.get(row["status"], "KILLED")
         checkpoint = row["checkpoint"].path if row["checkpoint"] is not None else None
         listener.trial_finished(phase, row["trial_id"], row["config"], status, failure, row["metrics"], checkpoint)
-    return len(rows)
+        replayed += 1
+    return replayed
 
 
 def sync_mlflow(directory: Path) -> int:
@@ -104,7 +108,7 @@ def sync_mlflow(directory: Path) -> int:
     replayed = 0
     for phase in (ray_backend.TUNE_EXPERIMENT, ray_backend.FINAL_EXPERIMENT):
         if ray_backend.can_restore(state.storage_path, phase):
-            replayed += replay_phase(listener, state.storage_path, phase)
+            replayed += replay_phase(listener, phase, ray_backend.results(state.storage_path, phase, with_history=True))
     if state.phase == "done":
         publish(Path(directory), state, config, manifest, tracker, lpips_available() and config.final.lpips != "off",
                 quiet=True)

@@ -12,7 +12,6 @@ filesystem: a store shared between machines belongs on a server (the cluster con
 """
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import threading
@@ -21,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import UserInputError
+from .errors import UserInputError, first_line
+from .selection import finite_or_none
 
 T = TypeVar("T")
 # maskvae prints its own summary; a URL per closed run (MLflow's default with a server) buries it.
@@ -112,18 +112,14 @@ def preflight(uri: str | None, timeout: float = 10.0) -> str:
     try:
         _call_with_timeout(lambda: _client(resolved).search_experiments(max_results=1), timeout)
     except Exception as error:  # any failure here means "cannot track": say which and stop
-        raise TrackingUnavailableError(resolved, f"{error.__class__.__name__}: {str(error).splitlines()[0][:300]}") from None
+        raise TrackingUnavailableError(resolved, f"{error.__class__.__name__}: {first_line(error)[:300]}") from None
     return resolved
 
 
 def _finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    clean = {}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if math.isfinite(value):
-            clean[key] = float(value)
-    return clean
+    """The finite numbers among `metrics` (flags and text are not metrics, even when they parse)."""
+    return {key: number for key, value in metrics.items()
+            if not isinstance(value, (bool, str)) and (number := finite_or_none(value)) is not None}
 
 
 class MlflowTracker:
@@ -151,7 +147,7 @@ class MlflowTracker:
             return fn()
         except Exception as error:
             if not self.degraded:
-                self.warn(f"MLflow: {what} failed ({error.__class__.__name__}: {str(error).splitlines()[0][:200]}); "
+                self.warn(f"MLflow: {what} failed ({error.__class__.__name__}: {first_line(error)[:200]}); "
                           "training continues; run `maskvae study sync-mlflow DIR` later to backfill")
             self.degraded = True
             return default

@@ -78,9 +78,8 @@ def on_training_device(data: FaceData, plan: DevicePlan) -> FaceData:
 
 
 def _run_epoch_training(model, optimizer, data: FaceData, config: TrainConfig, plan: DevicePlan,
-                        epoch: int, weights: LossWeights, forward=None) -> tuple[dict[str, float], int]:
+                        epoch: int, weights: LossWeights, forward) -> tuple[dict[str, float], int]:
     """One epoch of steps; ``forward`` is the module the steps call (a compiled ``model``, or ``model``)."""
-    forward = model if forward is None else forward
     model.train()
     loss_name = config.parsed_hypothesis.loss
     use_mask = config.parsed_hypothesis.mask

@@ -41,3 +41,37 @@ def test_epochs_are_written_once_per_step_and_reattached_runs_remember_them(trac
     assert not again.log_epoch(run, {"epoch": 2.0, "val_objective": 0.9}, 2)
     assert again.log_epoch(run, {"epoch": 3.0, "val_objective": 0.2}, 3)
     assert [m.step for m in again.client.get_metric_history(run, "val_objective")] == [1, 2, 3]
+
+
+def test_an_error_without_a_message_degrades_tracking_instead_of_crashing(tracker, monkeypatch):
+    parent = tracker.hypothesis_run("l2/mask", {})
+    run = tracker.child_run(parent, "l2/mask", "tune:1", "trial", {}, {})
+
+    def silent_failure(*args, **kwargs):
+        raise TimeoutError()
+
+    monkeypatch.setattr(tracker.client, "log_batch", silent_failure)
+    assert not tracker.log_epoch(run, {"epoch": 1.0, "val_objective": 0.5}, 1)
+    assert tracker.degraded and "TimeoutError" in tracker.warnings[-1]
+
+
+def test_replay_leaves_live_finished_trials_alone_and_keeps_the_attempt(tracker):
+    from study.listeners import MlflowListener
+    from study.status import replay_phase
+
+    listener = MlflowListener(tracker, {"l2/mask": tracker.hypothesis_run("l2/mask", {})})
+    config = {"hypothesis": "l2/mask", "kl_weight": 1e-3, "lr": 1e-3}
+    listener.trial_started("tune", "a", config, 2)
+    listener.trial_result("tune", "a", config, {"epoch": 1, "val_objective": 0.5})
+    listener.trial_finished("tune", "a", config, "FINISHED", None, None, None)
+
+    def row(trial_id: str, attempts: int) -> dict:
+        return {"trial_id": trial_id, "config": config, "attempts": attempts, "error": None, "status": "TERMINATED",
+                "checkpoint": None, "metrics": {"epoch": 1}, "history": [{"epoch": 1, "val_objective": 0.4}]}
+
+    assert replay_phase(listener, "tune", [row("a", 1), row("b", 3)]) == 1  # only b ended while no driver ran
+    runs = {r.data.tags["maskvae.trial_key"]: r for r in tracker.study_runs() if "maskvae.trial_key" in r.data.tags}
+    assert runs["tune:a"].data.tags["maskvae.attempt"] == "2" and runs["tune:a"].data.metrics["val_objective"] == 0.5
+    assert runs["tune:b"].data.tags["maskvae.attempt"] == "3" and runs["tune:b"].info.status == "FINISHED"
+    assert replay_phase(MlflowListener(tracker, listener.parents), "tune", [row("b", 3)]) == 1  # sync: idempotent
+    assert len(tracker.study_runs()) == len(runs) + 1
