@@ -1,6 +1,6 @@
 """Early stopping: the tuning phase with ASHA against the same phase with the full budget (FIFO).
 
-Both run the study's own tuner (`ray_backend.tuning_tuner`: real trainer, per-hypothesis Optuna,
+Both run the study's own tuner (`experiments.tuning_tuner`: real trainer, per-hypothesis Optuna,
 per-hypothesis ASHA) on the smoke preset's synthetic faces with fixed seeds. Optuna samples every
 trial at random (startup trials = trials per hypothesis), so both sides train exactly the same
 configurations and only the scheduler differs. Claims: ASHA spends at most 40% of the trial-epochs,
@@ -25,13 +25,13 @@ RANK_METRIC = "val_one_minus_ssim"
 
 def study_config(data_path: str, *, losses: list[str], masks: list[bool], trials: int, epochs: int, grace_period: int,
                  reduction_factor: float, kind: str, max_train_batches: int, batch_size: int, num_cpus: int):
-    from study.study_config import load_study_config
+    from study.config.loading import load_study_config
 
     overrides = [
         f"data.path={data_path}", "data.synthesize_if_missing=null", f"grid.losses=[{', '.join(losses)}]",
         f"grid.masks=[{', '.join(str(m).lower() for m in masks)}]", f"search.trials_per_hypothesis={trials}",
         f"search.startup_trials={trials}", f"train.epochs={epochs}", f"train.max_train_batches={max_train_batches}",
-        f"train.batch_size={batch_size}", "train.max_val_batches=1", "model.width=0.125", "model.latent_dim=16",
+        f"train.batch_size={batch_size}", "train.max_val_batches=1", "train.model.width=0.125", "train.model.latent_dim=16",
         f"scheduler.kind={kind}",
         f"scheduler.grace_period={grace_period}", f"scheduler.reduction_factor={reduction_factor}",
         f"ray.num_cpus={num_cpus}", "ray.dashboard=false", f"name=bench-{kind}",
@@ -39,28 +39,28 @@ def study_config(data_path: str, *, losses: list[str], masks: list[bool], trials
     return load_study_config("smoke", overrides=overrides)
 
 
-def tune_phase(config, storage: Path) -> list[dict[str, Any]]:
+def tune_phase(config, storage: Path) -> list:
     """One tuning phase through the study's tuner; no tracking (that is measured elsewhere)."""
-    from study import ray_backend
-    from study.events import Listeners
+    from study.orchestration import experiments
+    from study.search.trials import Listeners
 
-    tuner = ray_backend.tuning_tuner(config, config.data.path, str(storage), Listeners())
-    return ray_backend.fit(tuner, str(storage), ray_backend.TUNE_EXPERIMENT)
-
-
-def trial_epochs(rows: list[dict[str, Any]]) -> int:
-    return sum(int(row["metrics"].get("epoch") or 0) for row in rows)
+    tuner = experiments.tuning_tuner(config, config.data.path, str(storage), Listeners())
+    return experiments.fit(tuner, str(storage), experiments.TUNE_EXPERIMENT)
 
 
-def hypothesis_scores(rows: list[dict[str, Any]], metric: str, mode: str, rank_metric: str) -> dict[str, float]:
+def trial_epochs(records: list) -> int:
+    return sum(record.epochs for record in records)
+
+
+def hypothesis_scores(records: list, metric: str, mode: str, rank_metric: str) -> dict[str, float]:
     """Each hypothesis's selected trial (best on the study's objective), scored on `rank_metric`."""
-    from study.selection import best_per_hypothesis, finite_or_none
+    from study.search.selection import best_per_hypothesis
 
-    best = best_per_hypothesis(rows, metric, mode)
-    by_id = {row["trial_id"]: row for row in rows}
+    best = best_per_hypothesis(records, metric, mode)
+    by_id = {record.trial_id: record for record in records}
     scores = {}
     for hypothesis, chosen in best.items():
-        value = finite_or_none(by_id[chosen["trial_id"]]["metrics"].get(rank_metric))
+        value = by_id[chosen["trial_id"]].value(rank_metric)
         if value is not None:
             scores[hypothesis] = value
     return scores
@@ -91,15 +91,15 @@ def compare(asha: list[dict[str, Any]], fifo: list[dict[str, Any]], metric: str 
         "objective_spearman": spearman(hypothesis_scores(asha, metric, mode, metric),
                                        hypothesis_scores(fifo, metric, mode, metric)),
         "scores": {"asha": ours, "fifo": full},
-        "errors": sum(1 for row in asha + fifo if row.get("error")),
+        "errors": sum(1 for record in asha + fifo if record.failed),
     }
 
 
 def measure(*, count: int, losses: list[str], masks: list[bool], trials: int, epochs: int, grace_period: int,
             reduction_factor: float, max_train_batches: int, batch_size: int = 16, num_cpus: int = 2) -> list[Row]:
     from data.prepare import synthesize
-    from study import ray_backend
-    from study.study_config import preset_values
+    from study.orchestration import cluster
+    from study.config.loading import preset_values
 
     smoke_data = preset_values("smoke")["data"]["synthesize_if_missing"]
     with tempfile.TemporaryDirectory(prefix="maskvae-bench-asha-") as scratch:
@@ -109,7 +109,7 @@ def measure(*, count: int, losses: list[str], masks: list[bool], trials: int, ep
                                       grace_period=grace_period, reduction_factor=reduction_factor, kind=kind,
                                       max_train_batches=max_train_batches, batch_size=batch_size, num_cpus=num_cpus)
                    for kind in ("asha", "fifo")}
-        ray_backend.start_ray(configs["asha"].ray)
+        cluster.start_ray(configs["asha"].ray)
         rows, seconds = {}, {}
         try:
             for kind, config in configs.items():
@@ -117,7 +117,7 @@ def measure(*, count: int, losses: list[str], masks: list[bool], trials: int, ep
                 rows[kind] = tune_phase(config, root / kind)
                 seconds[kind] = clock.lap()
         finally:
-            ray_backend.stop_ray()
+            cluster.stop_ray()
     result = compare(rows["asha"], rows["fifo"])
     epochs_used = result["trial_epochs"]
     setting = (f"{len(losses) * len(masks)} hypotheses x {trials} trials x {epochs} epochs, "

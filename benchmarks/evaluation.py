@@ -2,7 +2,7 @@
 
 Both sides score the same predictions (the test faces, blurred and noised deterministically) on
 the full image and on the face region in one `MetricSuite.score_regions` call, as
-`study.evaluation` does, with all six metrics and in the batches it uses; LPIPS runs on an
+`study.training.evaluation` does, with all six metrics and in the batches it uses; LPIPS runs on an
 untrained AlexNet trunk here (no weights offline), which costs the same as the real one.
 
 At the smoke resolution two rows are judged. One runs as the study evaluates: every core,
@@ -96,7 +96,7 @@ def measure_size(size: int, count: int, batch_size: int, repeats: int, threads: 
 
 
 def gpu_row(count: int, repeats: int) -> Row:
-    from study.evaluation import evaluation_batch_size
+    from study.training.evaluation import evaluation_batch_size
 
     measure = f"MetricSuite at 144 px, batches of {evaluation_batch_size(144, 'cuda')}, {REGIONS}, CUDA"
     if not torch.cuda.is_available():
@@ -106,8 +106,8 @@ def gpu_row(count: int, repeats: int) -> Row:
 
 def measure(smoke_count: int, paper_count: int, gpu_count: int, repeats: int) -> list[Row]:
     """The smoke split's resolution on every core and on one (both judged), the paper's resolution
-    on every core (information) and on CUDA (judged), in `study.evaluation`'s batches."""
-    from study.evaluation import evaluation_batch_size
+    on every core (information) and on CUDA (judged), in `study.training.evaluation`'s batches."""
+    from study.training.evaluation import evaluation_batch_size
 
     cores = os.cpu_count() or 1
     return [

@@ -82,7 +82,7 @@ def measure(count: int, size: int = 144, batch_size: int = 32, repeats: int = 5,
     """`shard_rows` small enough for several shards: a real CelebA train split spans 40 shards of 4096
     rows, so every shuffled batch gathers rows from many of them."""
     from data.loader import FaceData
-    from study.device import plan_device
+    from study.training.device import plan_device
 
     # Batches laid out as the trainer asks for them on a CPU.
     layout = plan_device("cpu").channels_last

@@ -83,8 +83,8 @@ def bare_tune(trials: int, work_s: float, checkpoint: bool, storage: Path) -> Fi
 
 def study_config(trials: int, hypotheses: int = 10):
     """The smoke preset with the grid and trial count set so that `trials` trials are spread evenly."""
-    from study.study_config import load_study_config
-    from models.losses import LOSS_NAMES
+    from study.config.loading import load_study_config
+    from models.loss_names import LOSS_NAMES
 
     losses = list(LOSS_NAMES)
     masks = [True, False] if hypotheses > len(losses) else [True]
@@ -100,13 +100,13 @@ def study_config(trials: int, hypotheses: int = 10):
 
 def maskvae_stack(trials: int, work_s: float, checkpoint: bool, storage: Path,
                   tracking_uri: str) -> tuple[Fit, dict[str, float]]:
-    """The tuning phase as study.runner builds it, with the trivial trainable in place of the trainer."""
+    """The tuning phase as study.driver.run builds it, with the trivial trainable in place of the trainer."""
     from ray import tune
 
-    from study import ray_backend
-    from study.events import Listeners
-    from study.listeners import MlflowListener
-    from study.tracking import MlflowTracker
+    from study.orchestration import experiments
+    from study.search.trials import Listeners
+    from study.tracking.listener import MlflowListener
+    from study.tracking.tracker import MlflowTracker
 
     config = study_config(trials, hypotheses=min(10, trials))
     tracker = MlflowTracker(tracking_uri, "bench-orchestration", "bench", warn=lambda message: None)
@@ -115,12 +115,12 @@ def maskvae_stack(trials: int, work_s: float, checkpoint: bool, storage: Path,
     setup_s = setup.lap()
     listener = Listeners(MlflowListener(tracker, parents))
     trainable = tune.with_parameters(_with_work, work_s=work_s, checkpoint=checkpoint)
-    tuner = ray_backend.tuning_tuner(config, config.data.path, str(storage), listener, trainable=trainable)
+    tuner = experiments.tuning_tuner(config, config.data.path, str(storage), listener, trainable=trainable)
     clock = Stopwatch()
     grid = tuner.fit()
     wall = clock.lap()
     work, count = _work(grid)
-    logged = len(tracker.study_runs()) - len(parents)
+    logged = len(tracker.client.search_runs([tracker.experiment_id], max_results=10000)) - len(parents)
     return Fit(wall, work, count, _slots()), {"mlflow_runs": float(logged), "mlflow_setup_s": setup_s,
                                               "mlflow_degraded": float(tracker.degraded)}
 
@@ -140,21 +140,21 @@ def measure(trials: int, bare_trials: int, checkpoint: bool = True, work_s: floa
     """maskvae's `trials` trials, bracketed by two halves of `bare_trials` bare trials (before and after)."""
     if trials < 1 or bare_trials < 1:
         raise ValueError(f"trials and bare_trials: expected positive integers, got {trials} and {bare_trials}")
-    from study import ray_backend
-    from study.study_config import RayConfig
+    from study.orchestration import cluster, experiments
+    from study.config.study import RayConfig
 
     with tempfile.TemporaryDirectory(prefix="maskvae-bench-orch-") as scratch:
         root = Path(scratch)
         # Both sides print the same (nothing): Tune's console output is not what is measured.
-        ray_backend.quiet_tune_output()
-        ray_backend.start_ray(RayConfig(num_cpus=num_cpus, dashboard=False))
+        experiments.quiet_tune_output()
+        cluster.start_ray(RayConfig(num_cpus=num_cpus, dashboard=False))
         try:
             halves = [bare_trials // 2, bare_trials - bare_trials // 2]
             before = bare_tune(halves[0], work_s, checkpoint, root / "bare-before") if halves[0] else None
             ours, extra = maskvae_stack(trials, work_s, checkpoint, root / "ours", f"sqlite:///{root / 'mlflow.db'}")
             after = bare_tune(halves[1], work_s, checkpoint, root / "bare-after")
         finally:
-            ray_backend.stop_ray()
+            cluster.stop_ray()
     sides = [fit for fit in (before, after) if fit is not None]
     bare = Fit(sum(f.wall_s for f in sides), sum(f.work_s for f in sides), sum(f.trials for f in sides), after.slots)
     details = {

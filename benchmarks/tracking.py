@@ -25,7 +25,7 @@ TUNE_FIELDS = ("training_iteration", "time_this_iter_s", "time_total_s", "time_s
 
 def epoch_payload() -> dict[str, Any]:
     """One trial-epoch's result as the listener receives it: every trainer metric and Tune's fields."""
-    from study.trainer import TERM_NAMES
+    from study.training.trainer import TERM_NAMES
 
     from models.metrics import CHEAP_METRIC_NAMES
 
@@ -40,13 +40,13 @@ def epoch_payload() -> dict[str, Any]:
 
 def logged_metrics(payload: dict[str, Any]) -> dict[str, float]:
     """The numbers MlflowListener turns into MLflow metrics."""
-    from study import listeners
+    from study.tracking import listener as listeners
 
     return listeners.numeric_metrics(payload)
 
 
 def measure(epochs: int, repeats: int) -> list[Row]:
-    from study.tracking import MlflowTracker
+    from study.tracking.tracker import MlflowTracker
 
     metrics = logged_metrics(epoch_payload())
     with tempfile.TemporaryDirectory(prefix="maskvae-bench-mlflow-") as scratch:

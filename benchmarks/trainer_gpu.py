@@ -59,7 +59,7 @@ def tiled_dataset(path: Path, size: int, distinct: int, copies: int, seed: int =
 def fast_path_runs(data, device: str, *, width: float, latent_dim: int, batch_size: int, epochs: int,
                    batches: int, variants: dict[str, dict[str, bool]] = VARIANTS) -> dict[str, dict[str, Any]]:
     """Per variant: steady images/s and the per-epoch training loss."""
-    from study.trainer import train
+    from study.training.trainer import train
 
     out: dict[str, dict[str, Any]] = {}
     for name, flags in variants.items():
@@ -85,8 +85,8 @@ def curve_deviation(reference: list[float], other: list[float]) -> float:
 def _pack_worker(rank: int, path: str, device: str, config_json: str, threads: int, barrier, queue) -> None:
     """One packed trial: its own process and copy of the data, timed between a shared start and its end."""
     from data.loader import FaceData
-    from study.config import TrainConfig
-    from study.trainer import train
+    from study.config.train import TrainConfig
+    from study.training.trainer import train
 
     torch.set_num_threads(threads)  # its share of the cores, as Ray's cpus_per_trial gives it
     try:

@@ -1,4 +1,4 @@
-"""Trainer throughput on CPU: `study.trainer.train()` against a plain hand-written PyTorch loop.
+"""Trainer throughput on CPU: `study.training.trainer.train()` against a plain hand-written PyTorch loop.
 
 Same FaceVAE, same seed, same batches in the same order (the loader's per-epoch permutation), same
 loss function and optimiser steps: the two runs compute the same losses (checked), so the ratio is
@@ -29,7 +29,7 @@ HYPOTHESIS = "ssim+l2/mask"
 def train_config(*, width: float, latent_dim: int, batch_size: int, epochs: int, batches: int, device: str = "cpu",
                  fast_path: bool = True, compile: bool = False, seed: int = 0, sample_faces: int = 8):
     """The run both sides train: `batches` steps per epoch, one validation batch per epoch."""
-    from study.config import TrainConfig
+    from study.config.train import TrainConfig
 
     return TrainConfig(hypothesis=HYPOTHESIS, epochs=epochs, batch_size=batch_size, lr=1e-4, kl_weight=1e-3,
                        model={"width": width, "latent_dim": latent_dim}, device=device, fast_path=fast_path,
@@ -50,7 +50,7 @@ def plain_loop(config, data) -> Timing:
     from models.losses import LossWeights, loss_terms
     from models.vae import FaceVAE
 
-    from study.device import plan_device
+    from study.training.device import plan_device
 
     # The memory layout train() would pick on this device, so both loops run the same kernels.
     layout = plan_device(config.device, config.fast_path).channels_last
@@ -90,7 +90,7 @@ def plain_loop(config, data) -> Timing:
 
 def framework(config, data, workdir: Path) -> Timing:
     """train(), with the step throughput it reports per epoch and its end-to-end wall time."""
-    from study.trainer import train
+    from study.training.trainer import train
 
     history: list[dict[str, float]] = []
     wall = Stopwatch()

@@ -31,13 +31,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from data.errors import DatasetError, ShardError
+from data.storage import Location
 
 FORMAT_VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 MANIFEST = "manifest.json"
 DEFAULT_SHARD_ROWS = 4096
 _SKIPPED_LISTED = 1000  # names kept in the manifest; the count is always exact
-_HASH_CHUNK = 1 << 22
 
 
 def shard_schema(image_size: int) -> pa.Schema:
@@ -170,56 +170,6 @@ def content_hash(shards: Sequence[ShardInfo]) -> str:
     return h.hexdigest()
 
 
-# --- locations -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Location:
-    """A dataset directory: a local path (memory-mapped) or a pyarrow filesystem path."""
-
-    fs: pafs.FileSystem | None
-    path: str
-
-    @classmethod
-    def of(cls, where: str | os.PathLike[str]) -> _Location:
-        text = os.fspath(where)
-        if "://" in text:
-            fs, path = pafs.FileSystem.from_uri(text)
-            return cls(fs, path.rstrip("/"))
-        return cls(None, str(Path(text)))
-
-    @property
-    def local(self) -> bool:
-        return self.fs is None
-
-    def join(self, name: str) -> str:
-        return os.path.join(self.path, name) if self.local else f"{self.path}/{name}"
-
-    def exists(self, name: str) -> bool:
-        if self.local:
-            return os.path.exists(self.join(name))
-        return self.fs.get_file_info(self.join(name)).type != pafs.FileType.NotFound
-
-    def read_bytes(self, name: str) -> bytes:
-        if self.local:
-            return Path(self.join(name)).read_bytes()
-        with self.fs.open_input_stream(self.join(name)) as f:
-            return f.read()
-
-    def sha256(self, name: str) -> str:
-        h = hashlib.sha256()
-        opener = open(self.join(name), "rb") if self.local else self.fs.open_input_stream(self.join(name))
-        with opener as f:
-            while chunk := f.read(_HASH_CHUNK):
-                h.update(chunk)
-        return h.hexdigest()
-
-    def open_arrow(self, name: str) -> pa.NativeFile:
-        if self.local:
-            return pa.memory_map(self.join(name), "r")
-        return self.fs.open_input_file(self.join(name))
-
-
 # --- writing ---------------------------------------------------------------------------------
 
 
@@ -247,7 +197,7 @@ class DatasetWriter:
             raise ValueError(f"image_size: expected a positive integer, got {image_size!r}")
         if not isinstance(shard_rows, int) or shard_rows <= 0:
             raise ValueError(f"shard_rows: expected a positive integer, got {shard_rows!r}")
-        self.out = _Location.of(out)
+        self.out = Location.of(out)
         self.source = source
         self.image_size = image_size
         self.mask_classes = sorted(int(c) for c in mask_classes)
@@ -359,7 +309,7 @@ class DatasetWriter:
         batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, self.schema) as writer:
             writer.write_batch(batch)
-        self._shards.append(ShardInfo(split, name, rows, _Location(None, str(self._tmp)).sha256(name)))
+        self._shards.append(ShardInfo(split, name, rows, Location(None, str(self._tmp)).sha256(name)))
 
     # commit
 
@@ -425,7 +375,7 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         old.unlink()
 
 
-def _upload(tmp: Path, out: _Location, files: list[str]) -> None:
+def _upload(tmp: Path, out: Location, files: list[str]) -> None:
     """Upload shards then the manifest (which marks the dataset complete)."""
     fs = out.fs
     if out.exists(MANIFEST):
@@ -457,7 +407,7 @@ def write_dataset(
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Read ``path/manifest.json``; a missing or invalid manifest raises DatasetError naming it."""
-    loc = _Location.of(path)
+    loc = Location.of(path)
     where = loc.join(MANIFEST)
     try:
         text = loc.read_bytes(MANIFEST).decode("utf-8")
@@ -491,7 +441,7 @@ def read_split_shards(path: str | os.PathLike[str], split: str, manifest: Manife
     """One SplitArrays per shard of ``split``, as views on the memory-mapped files (local paths)."""
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-    loc = _Location.of(path)
+    loc = Location.of(path)
     manifest = manifest or load_manifest(path)
     s = manifest.image_size
     schema = shard_schema(s)
@@ -549,7 +499,7 @@ def read_split(path: str | os.PathLike[str], split: str) -> SplitArrays:
 
 def verify(path: str | os.PathLike[str]) -> Manifest:
     """Recompute every shard's sha256; a changed or missing shard raises ShardError naming it."""
-    loc = _Location.of(path)
+    loc = Location.of(path)
     manifest = load_manifest(path)
     for info in manifest.shards:
         where = loc.join(info.file)

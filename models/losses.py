@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim as _ssim
 from torch import Tensor
 
+from .loss_names import loss_components
 from .vae import VAEOutput
 
 
@@ -53,23 +54,7 @@ RECONSTRUCTION_TERMS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "l2": _l2,
 }
 
-LOSS_NAMES: tuple[str, ...] = ("l1", "l2", "ssim", "ssim+l1", "ssim+l2")
-
 DICE_EPS = 1e-6
-
-
-def loss_components(name: str) -> tuple[str, ...]:
-    """Terms of a loss name: "ssim+l1" -> ("ssim", "l1")."""
-    terms = tuple(part.strip() for part in str(name).split("+"))
-    unknown = [term for term in terms if term not in RECONSTRUCTION_TERMS]
-    if unknown or not terms:
-        raise ValueError(
-            f"loss {name!r}: unknown term(s) {unknown}; known terms are {sorted(RECONSTRUCTION_TERMS)} "
-            f"(combine with '+', e.g. 'ssim+l1')"
-        )
-    if len(set(terms)) != len(terms):
-        raise ValueError(f"loss {name!r}: a term is repeated")
-    return terms
 
 
 def _term_weight(weights: LossWeights, term: str) -> float:

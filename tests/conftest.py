@@ -30,7 +30,7 @@ def face_data(synthetic_dataset):
 
 
 def tiny_train_config(**overrides):
-    from study.config import TrainConfig
+    from study.config.train import TrainConfig
 
     values = dict(hypothesis="ssim+l2/mask", epochs=2, batch_size=16, lr=1e-3, kl_weight=1e-3,
                   model={"width": 0.125, "latent_dim": 16}, device="cpu", max_train_batches=4, max_val_batches=2,

@@ -19,7 +19,7 @@ def study_overrides(data: Path, tracking: str, *, losses: str = "[l2]", masks: s
         f"data.path={data}", "data.synthesize_if_missing=null", f"grid.losses={losses}", f"grid.masks={masks}",
         f"search.trials_per_hypothesis={trials}", f"train.epochs={epochs}", "train.max_train_batches=3",
         "train.max_val_batches=1", f"final.seeds={seeds}", "final.grid_faces=4", f"mlflow.tracking_uri={tracking}",
-        "ray.num_cpus=2", "ray.dashboard=false", "scheduler.kind=fifo", "model.width=0.125", "model.latent_dim=16",
+        "ray.num_cpus=2", "ray.dashboard=false", "scheduler.kind=fifo", "train.model.width=0.125", "train.model.latent_dim=16",
         "name=reliability",
     ]
     return values + list(extra or [])
@@ -86,7 +86,7 @@ def checkpoints(study_dir: Path, phase: str = "tune") -> list[Path]:
 
 def search_state(study_dir: Path):
     """The HypothesisSearcher state Tune saved with the tuning experiment."""
-    from study.ray_backend import saved_search
+    from study.orchestration.experiments import saved_search
 
     return saved_search(str(study_dir / "ray"))
 

@@ -153,9 +153,12 @@ def test_evaluation_scores_every_image_both_ways():
 def test_early_stopping_comparison_counts_epochs_and_ranks_hypotheses():
     from benchmarks.early_stopping import compare, spearman
 
+    from study.search.trials import TrialRecord
+
     def trial(hypothesis, trial_id, objective, ssim, epochs):
-        return {"trial_id": trial_id, "config": {"hypothesis": hypothesis, "kl_weight": 1e-3, "lr": 1e-3},
-                "metrics": {"val_objective": objective, "val_one_minus_ssim": ssim, "epoch": epochs}, "error": None}
+        return TrialRecord(phase="tune", trial_id=trial_id, config={"hypothesis": hypothesis, "kl_weight": 1e-3, "lr": 1e-3},
+                           status="TERMINATED",
+                           metrics={"val_objective": objective, "val_one_minus_ssim": ssim, "epoch": epochs})
 
     fifo = [trial("a", "1", 1.0, 0.1, 4), trial("a", "2", 2.0, 0.5, 4), trial("b", "3", 3.0, 0.2, 4),
             trial("b", "4", 2.5, 0.3, 4), trial("c", "5", 0.5, 0.4, 4)]

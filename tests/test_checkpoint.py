@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from models.vae import FaceVAE
-from study.checkpoint import (
-    CheckpointError, export_model, latest_loadable_checkpoint, load_checkpoint, load_model, save_checkpoint,
-)
+from study.training.checkpoint import CheckpointError, export_model, latest_loadable_checkpoint, load_checkpoint, load_model, save_checkpoint
 
 
 def _model():

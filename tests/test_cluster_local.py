@@ -209,7 +209,7 @@ def test_study_run_address_connects_to_the_cluster_only_with_the_token(cluster):
     """`maskvae study run --address` goes through start_ray: it joins this cluster (3 nodes), and
     Ray's GCS refuses a driver holding the wrong token."""
     state = cluster["state"]
-    probe = ("import ray; from study.ray_backend import start_ray; from study.study_config import RayConfig; "
+    probe = ("import ray; from study.orchestration.cluster import start_ray; from study.config.study import RayConfig; "
              f"start_ray(RayConfig(address={state['gcs_address']!r})); "
              "print('nodes', len([n for n in ray.nodes() if n['Alive']]))")
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -262,7 +262,7 @@ def test_a_lost_worker_node_reschedules_its_trials_and_the_study_completes(clust
     options = [f"data.path={synthetic_dataset}", "data.synthesize_if_missing=null", "grid.losses=[l2]",
                "search.trials_per_hypothesis=2", "train.epochs=4", "train.max_train_batches=3", "train.max_val_batches=1",
                "final.seeds=1", "final.grid_faces=4", "resources.max_concurrent_trials=2", "resources.max_failures=3",
-               f"mlflow.tracking_uri={state['mlflow']}", "name=node-loss", "model.width=0.125", "model.latent_dim=16"]
+               f"mlflow.tracking_uri={state['mlflow']}", "name=node-loss", "train.model.width=0.125", "train.model.latent_dim=16"]
     args = ["study", "run", "--address", state["gcs_address"], "--out", str(out)]
     args += set_args(options)
     slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 2.0}]

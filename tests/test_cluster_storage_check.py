@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 
 from study.errors import UserInputError
-from study.storage_check import (Mount, NodeFacts, is_shared, read_mounts, require_shared_storage,
-                                 shared_storage_problems)
+from study.driver.shared_storage import Mount, NodeFacts, is_shared, read_mounts, require_shared_storage, shared_storage_problems
 
 LOCAL_DISK = [Mount("/", "ext4"), Mount("/mnt/shared", "nfs4"), Mount("/mnt/bucket", "fuse.gcsfuse")]
 PATHS = {"data.path": "/data/celeba-144", "ray.storage_path": "/home/me/studies/ray"}

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from models.metrics import METRIC_NAMES, MetricSuite
-from study.device import plan_device
-from study.evaluation import REGIONS, evaluate, evaluation_batch_size
-from study.trainer import build_model
+from study.training.device import plan_device
+from study.training.evaluation import REGIONS, evaluate, evaluation_batch_size
+from study.training.trainer import build_model
 from tests.conftest import tiny_train_config
 
 

@@ -24,7 +24,7 @@ from models.metrics import (
 from models.ssim import MS_SSIM_WEIGHTS, ms_ssim
 from models.vif import vif_p, vif_p_scales, vif_scales
 
-PAPER_REFERENCE = Path(__file__).resolve().parents[1] / "study" / "paper_reference.csv"
+PAPER_REFERENCE = Path(__file__).resolve().parents[1] / "study" / "analysis" / "paper_reference.csv"
 
 
 def _faces(batch: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from study.trainer import objective_value
+from study.training.trainer import objective_value
 
 
 def test_objective_uses_the_reference_kl_weight_not_the_training_one():

@@ -6,18 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.ranking import (
-    METRIC_LABELS,
-    METRICS,
-    bootstrap_mean_ci,
-    dominant_hypothesis,
-    format_ranking_table,
-    holm,
-    pareto_front,
-    rank,
-    ranking_table,
-    winner_sentence,
-)
+from study.analysis.ranking import METRIC_LABELS, METRICS, rank
+from study.analysis.statistics import bootstrap_mean_ci, dominant_hypothesis, holm, pareto_front
+from study.analysis.tables import format_ranking_table, ranking_table, winner_sentence
 
 LOSSES = ("l1", "l2", "ssim", "ssim+l1", "ssim+l2")
 

@@ -68,10 +68,10 @@ def _assert_complete(study_dir, tracking, trials_per_hypothesis=2):
 
 def _recorded_terminated(study_dir) -> set[str]:
     """Trials Tune's saved experiment state records as TERMINATED (empty while none is saved yet)."""
-    from study.ray_backend import results
+    from study.orchestration.experiments import records
 
     try:
-        return {row["trial_id"] for row in results(str(study_dir / "ray"), "tune") if row["status"] == "TERMINATED"}
+        return {record.trial_id for record in records(str(study_dir / "ray"), "tune") if record.status == "TERMINATED"}
     except Exception:  # no snapshot yet, or one being replaced
         return set()
 

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from study.cli import main
 from study.errors import ConfigError
-from study.study_config import StudyConfig, load_study_config
+from study.config.study import StudyConfig
+from study.config.loading import load_study_config
 
 
 def _nothing_created(root: Path) -> bool:
@@ -53,7 +54,7 @@ _values = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(
 _paths = st.sampled_from(["train.epochs", "train.batch_size", "search.trials_per_hypothesis", "search.lr.low",
                           "search.kl_weight.high", "resources.gpus_per_trial", "resources.cpus_per_trial",
                           "grid.losses", "grid.masks", "final.seeds", "scheduler.kind", "scheduler.reduction_factor",
-                          "objective.metric", "name", "model.width", "mlflow.preflight_timeout_s", "bogus.key"])
+                          "objective.metric", "name", "train.model.width", "mlflow.preflight_timeout_s", "bogus.key"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -134,7 +135,7 @@ def test_a_full_disk_during_checkpointing_is_clear_and_keeps_earlier_checkpoints
         import resource, signal, sys, torch
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
         from models.vae import FaceVAE
-        from study.checkpoint import CheckpointError, save_checkpoint
+        from study.training.checkpoint import CheckpointError, save_checkpoint
         model = FaceVAE(image_size=32, width=0.125, latent_dim=8)
         optimizer = torch.optim.Adam(model.parameters())
         save_checkpoint({str(tmp_path / 'epoch-00001')!r}, model=model, optimizer=optimizer, epoch=1, config_json="{{}}")
@@ -149,7 +150,7 @@ def test_a_full_disk_during_checkpointing_is_clear_and_keeps_earlier_checkpoints
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 3, result.stderr[-2000:]
     assert "epoch-00002" in result.stdout and "disk full" in result.stdout
-    from study.checkpoint import load_checkpoint
+    from study.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "epoch-00001")["epoch"] == 1
     assert not list((tmp_path / "epoch-00002").glob("*"))  # no half-written file left behind

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from study import report as report_mod
-from study.ranking import METRICS, rank
-from study.report import load_paper_reference, write_report
+from study.analysis import report as report_mod
+from study.analysis.ranking import METRICS, rank
+from study.analysis.report import load_paper_reference, write_report
 from tests.test_ranking import LOSSES, make_scores
 
 HYPOTHESES = [f"{loss}/{m}" for loss in LOSSES for m in ("mask", "nomask")]

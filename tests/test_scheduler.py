@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from study.ray_backend import PerHypothesisScheduler
+from study.orchestration.experiments import PerHypothesisScheduler
 
 
 @dataclass(eq=False)

@@ -4,9 +4,13 @@ from __future__ import annotations
 import math
 import pickle
 
-from study.search import HypothesisSearch
-from study.selection import best_per_hypothesis, final_runs
-from study.study_config import LogRange
+import pytest
+
+from study.search.optuna_search import HypothesisSearch
+from study.search.objective import best, better
+from study.search.selection import best_per_hypothesis, final_runs, representative_runs
+from study.search.trials import TrialRecord
+from study.config.study import LogRange
 
 HYPS = ["l1/mask", "l2/mask", "ssim/nomask"]
 
@@ -71,16 +75,53 @@ def test_multi_objective_studies():
     assert search.studies["l1/mask"].trials[0].values == [0.1, 2.0]
 
 
-def _row(trial_id, hypothesis, value, status="TERMINATED", error=None):
-    return {"trial_id": trial_id, "config": {"hypothesis": hypothesis, "kl_weight": 0.01, "lr": 1e-4},
-            "metrics": {"val_objective": value}, "status": status, "error": error}
+def _record(trial_id, hypothesis, value, status="TERMINATED", error=None, phase="tune", seed=None, checkpoint="/c"):
+    config = {"hypothesis": hypothesis, "kl_weight": 0.01, "lr": 1e-4}
+    if seed is not None:
+        config["seed"] = seed
+    return TrialRecord(phase=phase, trial_id=trial_id, config=config, status=status,
+                       metrics={"val_objective": value, "epoch": 3}, error=error, checkpoint=checkpoint)
 
 
 def test_best_per_hypothesis_ignores_failed_and_nan_trials():
-    rows = [_row("a", "l1/mask", 0.3), _row("b", "l1/mask", 0.2), _row("c", "l1/mask", float("nan")),
-            _row("d", "l1/mask", 0.01, status="ERROR", error="boom"), _row("e", "l2/mask", None)]
-    best = best_per_hypothesis(rows, "val_objective")
+    records = [_record("a", "l1/mask", 0.3), _record("b", "l1/mask", 0.2), _record("c", "l1/mask", float("nan")),
+               _record("d", "l1/mask", 0.01, status="ERROR", error="boom"), _record("e", "l2/mask", None),
+               _record("f", "l1/mask", 0.9, error="loss became NaN")]
+    best = best_per_hypothesis(records, "val_objective", "min")
     assert set(best) == {"l1/mask"} and best["l1/mask"]["trial_id"] == "b"
-    assert best_per_hypothesis(rows, "val_objective", "max")["l1/mask"]["trial_id"] == "a"
+    assert best_per_hypothesis(records, "val_objective", "max")["l1/mask"]["trial_id"] == "a"
     runs = final_runs(best, ["l1/mask", "l2/mask"], seeds=3)
     assert [(r["hypothesis"], r["seed"]) for r in runs] == [("l1/mask", 1), ("l1/mask", 2), ("l1/mask", 3)]
+
+
+def test_the_better_rule_honours_the_mode_and_never_prefers_non_finite_values():
+    assert better(0.1, 0.2, "min") and not better(0.1, 0.2, "max")
+    assert better(0.3, None, "min") and better(0.3, float("nan"), "max")
+    assert not better(float("nan"), 0.2, "min") and not better(None, 0.2, "max") and not better(0.2, 0.2, "min")
+    assert best([3.0, 1.0, 2.0], lambda v: v, "min") == 1.0 and best([3.0, 1.0, 2.0], lambda v: v, "max") == 3.0
+    assert best([float("inf"), None], lambda v: v, "min") is None
+    with pytest.raises(ValueError):
+        better(1.0, 2.0, "lowest")
+
+
+def test_trial_record_status_mapping():
+    assert _record("a", "l1/mask", 0.1).mlflow_status == "FINISHED"
+    assert _record("a", "l1/mask", 0.1, status="ERROR", error="x").mlflow_status == "FAILED"
+    assert _record("a", "l1/mask", float("nan"), error="loss became NaN").mlflow_status == "FAILED"
+    lost = _record("a", "l1/mask", 0.1, status="RUNNING")
+    assert lost.mlflow_status == "KILLED" and not lost.ended and lost.outcome == "running"
+    assert _record("a", "l1/mask", 0.1, status="ERROR").value("val_objective") is None
+
+
+def test_each_hypothesis_is_represented_by_its_first_successful_seed():
+    """The winning hypothesis's first seed failing must not leave it without a published model,
+    nor hand it another hypothesis's seed."""
+    records = [
+        _record("f1", "l1/mask", None, phase="final", seed=1, status="ERROR", error="boom", checkpoint=None),
+        _record("f2", "l1/mask", 0.2, phase="final", seed=2),
+        _record("f3", "l1/mask", 0.2, phase="final", seed=3),
+        _record("g1", "l2/mask", 0.2, phase="final", seed=1),
+        _record("g2", "l2/mask", 0.2, phase="final", seed=2),
+    ]
+    chosen = representative_runs(records)
+    assert chosen["l1/mask"].trial_id == "f2" and chosen["l2/mask"].trial_id == "g1"

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from study.config import TrainConfig, validated
+from study.config.train import TrainConfig
+from study.config.base import validated
 from study.errors import ConfigError
-from study.study_config import PRESETS, StudyConfig, apply_overrides, config_field_docs, load_study_config
+from study.config.loading import PRESETS, apply_overrides, config_field_docs, load_study_config
+from study.config.study import StudyConfig
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -20,7 +22,7 @@ def test_every_shipped_preset_loads(preset):
 def test_paper_preset_has_the_papers_settings():
     config = load_study_config("paper", check_data=False)
     assert config.search.trials_per_hypothesis == 16 and config.final.seeds == 3
-    assert config.scheduler.kind == "asha" and config.model.width == 1.0 and config.model.latent_dim == 512
+    assert config.scheduler.kind == "asha" and config.train.model.width == 1.0 and config.train.model.latent_dim == 512
     weights = config.train.loss_weights
     assert (weights.ssim, weights.l1, weights.l2) == (1.0, 4.0, 100.0)
     assert config.train.batch_size == 32 and config.train.grad_clip_norm == 1e-3
@@ -78,10 +80,30 @@ def test_train_config_names_every_bad_field():
 
 def test_study_config_builds_trial_configs():
     config = StudyConfig.model_validate({"data": {"path": "/x"}})
-    trial = config.train_config("ssim/nomask", kl_weight=0.01, lr=1e-4, seed=3)
+    trial = config.trial_config("ssim/nomask", kl_weight=0.01, lr=1e-4, seed=3)
     assert (trial.hypothesis, trial.kl_weight, trial.lr, trial.seed) == ("ssim/nomask", 0.01, 1e-4, 3)
-    assert trial.reference_kl_weight == config.objective.reference_kl_weight
+    assert trial.reference_kl_weight == config.train.reference_kl_weight
     assert trial.fast_path and not trial.compile
     tuned = StudyConfig.model_validate({"data": {"path": "/x"}, "train": {"fast_path": False, "compile": True}})
-    trial = tuned.train_config("l1/mask", kl_weight=0.01, lr=1e-4, seed=0)
+    trial = tuned.trial_config("l1/mask", kl_weight=0.01, lr=1e-4, seed=0)
     assert not trial.fast_path and trial.compile
+
+
+def test_every_training_field_reaches_the_trials():
+    """One training config: any field set on the study's `train` arrives in each trial unchanged,
+    except the four a trial fills in itself."""
+    from study.config.train import TrainConfig
+
+    own = {"hypothesis", "kl_weight", "lr", "seed"}
+    changed = {"epochs": 7, "batch_size": 8, "reference_kl_weight": 0.5, "grad_clip_norm": None,
+               "grad_clip_scope": "global", "adam_eps": 1e-8, "model": {"width": 0.5, "latent_dim": 32},
+               "loss_weights": {"ssim": 2.0, "l1": 1.0, "l2": 10.0, "mask": 0.5}, "device": "cpu", "fast_path": False,
+               "compile": True, "max_train_batches": 3, "max_val_batches": 2, "keep_checkpoints": 3, "progress": True,
+               "sample_faces": 0}
+    assert set(TrainConfig.model_fields) == own | set(changed), "a new TrainConfig field needs a value here"
+    study = StudyConfig.model_validate({"data": {"path": "/x"}, "train": changed})
+    trial = study.trial_config("l2/mask", kl_weight=0.02, lr=3e-4, seed=5)
+    dumped = trial.model_dump()
+    for field, value in changed.items():
+        assert dumped[field] == value, field
+    assert (trial.hypothesis, trial.kl_weight, trial.lr, trial.seed) == ("l2/mask", 0.02, 3e-4, 5)

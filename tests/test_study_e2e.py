@@ -15,8 +15,8 @@ HYPOTHESES = ["l2/mask", "l2/nomask", "ssim/mask", "ssim/nomask"]
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory, synthetic_dataset):
-    from study.runner import run_study
-    from study.study_config import load_study_config
+    from study.driver.run import run_study
+    from study.config.loading import load_study_config
 
     root = tmp_path_factory.mktemp("study")
     tracking = f"sqlite:///{root / 'mlflow.db'}"
@@ -101,7 +101,7 @@ def test_report_and_ranking_list_every_hypothesis_with_finite_values(finished_st
 
 def test_resume_of_a_finished_study_is_a_no_op(finished_study, capsys):
     out, tracking, _ = finished_study
-    from study.runner import resume_study
+    from study.driver.run import resume_study
 
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     runs_before = len(_client(tracking).search_runs([_client(tracking).get_experiment_by_name("e2e-study").experiment_id]))

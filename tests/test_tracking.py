@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from study.tracking import MlflowTracker
+from study.tracking.tracker import MlflowTracker
 
 
 @pytest.fixture()
@@ -56,22 +56,49 @@ def test_an_error_without_a_message_degrades_tracking_instead_of_crashing(tracke
 
 
 def test_replay_leaves_live_finished_trials_alone_and_keeps_the_attempt(tracker):
-    from study.listeners import MlflowListener
-    from study.status import replay_phase
+    from study.search.trials import TrialRecord
+    from study.tracking.listener import MlflowListener
+    from study.tracking.replay import replay_records
+    from tests.helpers.mlflow_runs import study_runs
 
     listener = MlflowListener(tracker, {"l2/mask": tracker.hypothesis_run("l2/mask", {})})
     config = {"hypothesis": "l2/mask", "kl_weight": 1e-3, "lr": 1e-3}
-    listener.trial_started("tune", "a", config, 2)
-    listener.trial_result("tune", "a", config, {"epoch": 1, "val_objective": 0.5})
-    listener.trial_finished("tune", "a", config, "FINISHED", None, None, None)
 
-    def row(trial_id: str, attempts: int) -> dict:
-        return {"trial_id": trial_id, "config": config, "attempts": attempts, "error": None, "status": "TERMINATED",
-                "checkpoint": None, "metrics": {"epoch": 1}, "history": [{"epoch": 1, "val_objective": 0.4}]}
+    def record(trial_id: str, attempts: int, status: str = "TERMINATED", history=()) -> TrialRecord:
+        return TrialRecord(phase="tune", trial_id=trial_id, config=config, status=status, metrics={"epoch": 1},
+                           attempts=attempts, history=history)
 
-    assert replay_phase(listener, "tune", [row("a", 1), row("b", 3)]) == 1  # only b ended while no driver ran
-    runs = {r.data.tags["maskvae.trial_key"]: r for r in tracker.study_runs() if "maskvae.trial_key" in r.data.tags}
+    listener.trial_started(record("a", 2, "RUNNING"))
+    listener.trial_result(record("a", 2, "RUNNING"), {"epoch": 1, "val_objective": 0.5})
+    listener.trial_finished(record("a", 2))
+
+    history = ({"epoch": 1, "val_objective": 0.4},)
+    assert replay_records(listener, [record("a", 1, history=history), record("b", 3, history=history)]) == 1
+    runs = {r.data.tags["maskvae.trial_key"]: r for r in study_runs(tracker) if "maskvae.trial_key" in r.data.tags}
     assert runs["tune:a"].data.tags["maskvae.attempt"] == "2" and runs["tune:a"].data.metrics["val_objective"] == 0.5
     assert runs["tune:b"].data.tags["maskvae.attempt"] == "3" and runs["tune:b"].info.status == "FINISHED"
-    assert replay_phase(MlflowListener(tracker, listener.parents), "tune", [row("b", 3)]) == 1  # sync: idempotent
-    assert len(tracker.study_runs()) == len(runs) + 1
+    # sync: idempotent
+    assert replay_records(MlflowListener(tracker, listener.parents), [record("b", 3, history=history)]) == 1
+    assert len(study_runs(tracker)) == len(runs) + 1
+
+
+def test_replay_ends_failed_and_lost_trials_with_their_recorded_status(tracker):
+    from study.search.trials import TrialRecord
+    from study.tracking.listener import MlflowListener
+    from study.tracking.replay import replay_records
+    from tests.helpers.mlflow_runs import study_runs
+
+    listener = MlflowListener(tracker, {"l1/nomask": tracker.hypothesis_run("l1/nomask", {})})
+    config = {"hypothesis": "l1/nomask", "kl_weight": 1e-3, "lr": 1e-3}
+    records = [
+        TrialRecord("tune", "crashed", config, "ERROR", {"epoch": 1}, error="Traceback...\nValueError: boom",
+                    history=({"epoch": 1, "val_objective": 0.7},)),
+        TrialRecord("tune", "nan", config, "TERMINATED", {"epoch": 1, "failure": "loss became NaN"},
+                    error="loss became NaN"),
+        TrialRecord("tune", "lost", config, "RUNNING", {"epoch": 1}),
+    ]
+    assert replay_records(listener, records) == 3
+    runs = {r.data.tags["maskvae.trial_id"]: r for r in study_runs(tracker) if "maskvae.trial_id" in r.data.tags}
+    assert runs["crashed"].info.status == "FAILED" and "ValueError: boom" in runs["crashed"].data.tags["maskvae.error"]
+    assert runs["crashed"].data.metrics["val_objective"] == 0.7
+    assert runs["nan"].info.status == "FAILED" and runs["lost"].info.status == "KILLED"

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from study.checkpoint import checkpoint_dirs, load_checkpoint
-from study.trainer import NonFiniteLossError, build_model, train
+from study.training.checkpoint import checkpoint_dirs, load_checkpoint
+from study.training.trainer import NonFiniteLossError, build_model, train
 from tests.conftest import tiny_train_config
 
 
@@ -77,3 +77,57 @@ def test_weights_change_after_one_step(face_data, tmp_path):
     after = load_checkpoint(tmp_path / "checkpoints" / "epoch-00001")["model"]
     changed = [k for k in initial if initial[k].dtype.is_floating_point and not torch.equal(initial[k], after[k])]
     assert any("encoder" in k for k in changed) and any("decoder" in k for k in changed)
+
+
+def test_per_parameter_clipping_is_keras_clipnorm_and_differs_from_global():
+    from study.training.trainer import clip_gradients
+
+    def params():
+        big, small = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+        big.grad, small.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.3, 0.4])
+        return big, small
+
+    big, small = params()
+    clip_gradients([big, small], 1.0, "per_parameter")
+    # Keras clip_by_norm: each gradient alone, g * c / max(|g|, c): the small one is left as it is.
+    assert torch.allclose(big.grad, torch.tensor([0.6, 0.8])) and torch.allclose(small.grad, torch.tensor([0.3, 0.4]))
+    big, small = params()
+    clip_gradients([big, small], 1.0, "global")
+    scale = 1.0 / (25.25 ** 0.5)
+    assert torch.allclose(big.grad, torch.tensor([3.0, 4.0]) * scale, atol=1e-6)
+    assert torch.allclose(small.grad, torch.tensor([0.3, 0.4]) * scale, atol=1e-6)
+
+
+def test_adam_epsilon_is_keras_default(face_data, tmp_path):
+    config = tiny_train_config(epochs=1)
+    assert config.adam_eps == 1e-7 and config.grad_clip_scope == "per_parameter"
+    train(config, face_data, workdir=tmp_path)
+    payload = load_checkpoint(checkpoint_dirs(tmp_path / "checkpoints")[-1])
+    assert payload["optimizer"]["param_groups"][0]["eps"] == 1e-7
+
+
+def test_the_best_validation_epoch_is_the_exported_model(face_data, tmp_path, monkeypatch):
+    """Validation losses 3, 1, 2: epoch 2's weights are kept, exported and named, not epoch 3's."""
+    from study.training import trainer
+    from study.training.checkpoint import best_weights
+
+    scripted = iter([3.0, 1.0, 2.0])
+    real_validate = trainer.validate
+
+    def scripted_validate(*args, **kwargs):
+        terms = real_validate(*args, **kwargs)
+        return {**terms, "total": next(scripted)}
+
+    monkeypatch.setattr(trainer, "validate", scripted_validate)
+    states = {}
+    config = tiny_train_config(epochs=3, keep_checkpoints=3, sample_faces=0)
+
+    def report(metrics, directory):
+        states[int(metrics["epoch"])] = load_checkpoint(directory)["model"]
+
+    metrics = train(config, face_data, report, workdir=tmp_path)
+    assert metrics["best_epoch"] == 2.0
+    weights, epoch = best_weights(load_checkpoint(checkpoint_dirs(tmp_path / "checkpoints")[-1]))
+    assert epoch == 2
+    assert all(torch.equal(weights[k], states[2][k]) for k in states[2])
+    assert any(not torch.equal(weights[k], states[3][k]) for k in states[3] if states[3][k].is_floating_point())

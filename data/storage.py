@@ -1,0 +1,211 @@
+"""The one place that knows local paths from object-store URIs.
+
+A location is a local path or a URI (``s3://bucket/prefix``, ``gs://...``, ``file://...``; an
+endpoint may ride in the query string, ``s3://b/p?endpoint_override=host:port&scheme=http``).
+Local paths use the OS (and can be memory-mapped); URIs go through pyarrow's filesystems. Joining
+puts new parts before the query string, so an endpoint given in the URI survives every join.
+pyarrow is imported only when a URI is touched: `maskvae study status` never pays for it.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_HASH_CHUNK = 1 << 22
+
+
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    return "://" in os.fspath(location)
+
+
+def join(base: str | os.PathLike[str], *parts: str) -> str:
+    """`base` with `parts` appended: a local path, or a URI whose query string stays at the end."""
+    text = os.fspath(base)
+    if not is_uri(text):
+        return str(Path(text, *parts))
+    head, sep, query = text.partition("?")
+    tail = "/".join(part.strip("/") for part in parts if part)
+    joined = f"{head.rstrip('/')}/{tail}" if tail else head
+    return f"{joined}{sep}{query}"
+
+
+def absolute(location: str | os.PathLike[str]) -> str:
+    """Local paths made absolute (trials run elsewhere, with other working directories); URIs as given."""
+    text = os.fspath(location)
+    return text if is_uri(text) else str(Path(text).resolve())
+
+
+@dataclass(frozen=True)
+class Location:
+    """A directory (or file) at a local path or behind a pyarrow filesystem."""
+
+    fs: Any  # pyarrow.fs.FileSystem, or None for a local path
+    path: str
+    scheme: str = ""
+    query: str = ""
+
+    @classmethod
+    def of(cls, where: str | os.PathLike[str]) -> "Location":
+        text = os.fspath(where)
+        if not is_uri(text):
+            return cls(None, str(Path(text)))
+        from pyarrow import fs as pafs
+
+        filesystem, inner = pafs.FileSystem.from_uri(text)
+        scheme = text.split("://", 1)[0]
+        query = text.partition("?")[2]
+        return cls(filesystem, inner.rstrip("/"), scheme, query)
+
+    @property
+    def local(self) -> bool:
+        return self.fs is None
+
+    @property
+    def uri(self) -> str:
+        """The location as a string another process (or tool) can open again."""
+        if self.local:
+            return self.path
+        return f"{self.scheme}://{self.path}" + (f"?{self.query}" if self.query else "")
+
+    def join(self, *names: str) -> str:
+        """Filesystem path of a child (for this location's own filesystem)."""
+        names = tuple(name for name in names if name)
+        if self.local:
+            return os.path.join(self.path, *names)
+        return "/".join([self.path, *(name.strip("/") for name in names)])
+
+    def child(self, *names: str) -> "Location":
+        return Location(self.fs, self.join(*names), self.scheme, self.query)
+
+    def sibling_uri(self, inner_path: str) -> str:
+        """A URI for another path on this location's filesystem (same scheme and endpoint)."""
+        return Location(self.fs, inner_path.rstrip("/"), self.scheme, self.query).uri
+
+    def _info(self, name: str = ""):
+        return self.fs.get_file_info(self.join(name))
+
+    def exists(self, name: str = "") -> bool:
+        if self.local:
+            return os.path.exists(self.join(name))
+        from pyarrow import fs as pafs
+
+        return self._info(name).type != pafs.FileType.NotFound
+
+    def is_dir(self, name: str = "") -> bool:
+        if self.local:
+            return os.path.isdir(self.join(name))
+        from pyarrow import fs as pafs
+
+        return self._info(name).type == pafs.FileType.Directory
+
+    def read_bytes(self, name: str = "") -> bytes:
+        if self.local:
+            return Path(self.join(name)).read_bytes()
+        with self.fs.open_input_stream(self.join(name)) as handle:
+            return handle.read()
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Replace one file whole: local writes go to a temp file renamed into place; an object-store
+        put is atomic by itself."""
+        target = self.join(name)
+        if not self.local:
+            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            with self.fs.open_output_stream(target) as handle:
+                handle.write(data)
+            return
+        directory = os.path.dirname(target) or "."
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, name: str) -> None:
+        if self.local:
+            Path(self.join(name)).unlink(missing_ok=True)
+        else:
+            self.fs.delete_file(self.join(name))
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names of this directory's entries matching a shell pattern (empty if it is missing)."""
+        if self.local:
+            if not os.path.isdir(self.path):
+                return []
+            entries = os.listdir(self.path)
+        else:
+            from pyarrow import fs as pafs
+
+            selector = pafs.FileSelector(self.path, allow_not_found=True)
+            entries = [info.base_name for info in self.fs.get_file_info(selector)]
+        return sorted(name for name in entries if fnmatch.fnmatch(name, pattern))
+
+    def sha256(self, name: str) -> str:
+        digest = hashlib.sha256()
+        opener = open(self.join(name), "rb") if self.local else self.fs.open_input_stream(self.join(name))
+        with opener as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def open_arrow(self, name: str):
+        """A readable Arrow file: memory-mapped when local, a random-access stream otherwise."""
+        import pyarrow as pa
+
+        if self.local:
+            return pa.memory_map(self.join(name), "r")
+        return self.fs.open_input_file(self.join(name))
+
+    def download(self, destination: str | os.PathLike[str]) -> Path:
+        """This directory's files in a local directory (itself when already local)."""
+        if self.local:
+            return Path(self.path)
+        from pyarrow import fs as pafs
+
+        destination = Path(destination)
+        destination.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(self.path, str(destination), source_filesystem=self.fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        return destination
+
+
+def exists(location: str | os.PathLike[str]) -> bool:
+    return Location.of(location).exists()
+
+
+def writable_problem(field: str, location: str | os.PathLike[str]) -> str | None:
+    """Why `location` could not be written, or None; creates nothing that stays behind."""
+    text = os.fspath(location)
+    if is_uri(text):
+        return _object_store_problem(field, text)
+    probe = Path(text).absolute()
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{field}: {text}: cannot be created ({probe} is not a directory)"
+    if not os.access(probe, os.W_OK):
+        return f"{field}: {text}: not writable ({probe} is read-only)"
+    return None
+
+
+def _object_store_problem(field: str, uri: str) -> str | None:
+    """Write and delete a probe object under the prefix: reachable, bucket present, writable."""
+    name = f".maskvae-probe-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        location = Location.of(uri)
+        location.write_bytes(name, b"probe")
+        location.delete(name)
+    except Exception as error:  # any failure means the study could not store its results here
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+        return f"{field}: {uri}: not writable ({reason[:200]})"
+    return None

@@ -1,0 +1,73 @@
+"""Everything that can fail fast fails here, before any training: storage writable (local or object
+store), tracking reachable, LPIPS weights present, the dataset readable (or made on first use)."""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from data import storage
+from study.config.study import StudyConfig
+from study.errors import UserInputError
+
+_VERSIONED = ("maskvae", "torch", "ray", "mlflow", "optuna", "lpips", "pytorch-msssim", "pyarrow")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        versions["code"] = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                                          cwd=Path(__file__).parent, timeout=5).stdout.strip() or versions["maskvae"]
+    except (OSError, subprocess.SubprocessError):
+        versions["code"] = versions["maskvae"]
+    return versions
+
+
+def default_out_dir(config: StudyConfig) -> Path:
+    return Path("runs") / f"{config.name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def ensure_dataset(config: StudyConfig, progress: bool = True) -> str:
+    """The dataset's location as every trial must see it (local paths made absolute)."""
+    from data.shards import verify
+
+    path = config.data.path
+    synth = config.data.synthesize_if_missing
+    if synth is not None and not storage.exists(path):
+        from data.prepare import synthesize
+
+        print(f"making {synth.count} synthetic {synth.size}px faces in {path} (first use)")
+        synthesize(path, count=synth.count, size=synth.size, seed=synth.seed, progress=progress)
+    verify(path)  # content hashes: a shard changed after preparation stops the study here, by name
+    return storage.absolute(path)
+
+
+def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
+    """Checks that leave nothing behind: storage writable, tracking reachable, LPIPS weights present."""
+    from models.perceptual import lpips_available, unavailable_message
+
+    from study.tracking.store import preflight as tracking_preflight
+
+    checks = [("--out", out_dir)]
+    if config.ray.storage_path:
+        checks.append(("ray.storage_path", config.ray.storage_path))
+    if storage.is_uri(config.data.path) and config.data.synthesize_if_missing is not None:
+        checks.append(("data.path", config.data.path))
+    problems = [p for p in (storage.writable_problem(field, where) for field, where in checks) if p]
+    if problems:
+        raise UserInputError(problems, title="preflight failed")
+    uri = tracking_preflight(config.mlflow.tracking_uri, config.mlflow.preflight_timeout_s)
+    lpips_ok = lpips_available()
+    if not lpips_ok:
+        if config.final.lpips == "require":
+            raise UserInputError([f"final.lpips: require: {unavailable_message()}"], title="preflight failed")
+        if config.final.lpips == "auto":
+            print(f"note: LPIPS will be reported as unavailable. {unavailable_message()}")
+    return {"tracking_uri": uri, "lpips_available": lpips_ok and config.final.lpips != "off"}

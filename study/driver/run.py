@@ -1,0 +1,177 @@
+"""The study's phases: tune, final seeds, then rank and publish; resume picks up at any phase."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from study.config.study import StudyConfig
+from study.driver.collect import collect_final, write_trials
+from study.driver.layout import StudyLayout
+from study.driver.ledger import TrialLedger
+from study.driver.preflight import default_out_dir, ensure_dataset, package_versions, preflight
+from study.driver.progress import ProgressPrinter
+from study.driver.state import StudyState
+from study.errors import UserInputError
+from study.orchestration import cluster, experiments
+from study.search.selection import best_per_hypothesis, final_runs
+from study.search.trials import Listeners, TrialRecord
+from study.tracking.listener import MlflowListener
+from study.tracking.replay import replay_records
+from study.tracking.tracker import MlflowTracker
+
+
+def new_study(config: StudyConfig, out_dir: Path | None) -> tuple[StudyState, Path]:
+    out_dir = Path(out_dir) if out_dir else default_out_dir(config)
+    if StudyLayout(out_dir).state_file.exists():
+        raise UserInputError([f"--out: {out_dir} already holds a study; resume it with `maskvae study resume {out_dir}`"])
+    state = StudyState(
+        study_id=uuid.uuid4().hex[:12], name=config.name, created=dt.datetime.now(dt.timezone.utc).isoformat(),
+        config=config.model_dump(mode="json"), experiment=config.mlflow.experiment or config.name,
+        versions=package_versions(),
+    )
+    return state, out_dir
+
+
+def run_study(config: StudyConfig, out_dir: Path | None = None) -> Path:
+    state, out_dir = new_study(config, out_dir)
+    checks = preflight(config, out_dir)
+    state.data_path = ensure_dataset(config)
+    state.storage_path = config.ray.storage_path or str(StudyLayout(out_dir).ray_storage.resolve())
+    state.tracking_uri = checks["tracking_uri"]
+    state.save(out_dir)
+    return execute(state, config, out_dir, checks["lpips_available"])
+
+
+def resume_study(out_dir: Path) -> Path:
+    state = StudyState.load(out_dir)
+    config = StudyConfig.model_validate(state.config)
+    if state.phase == "done":
+        print(f"study {state.name} ({out_dir}) is already complete; nothing to do. Report: {StudyLayout(out_dir).report}")
+        return out_dir
+    checks = preflight(config, out_dir)
+    ensure_dataset(config)
+    return execute(state, config, out_dir, checks["lpips_available"])
+
+
+def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_available: bool) -> Path:
+    from data.shards import load_manifest
+
+    layout = StudyLayout(out_dir)
+    manifest = load_manifest(state.data_path)
+    hypotheses = [h.name for h in config.hypotheses()]
+    # Ray first: the shared-storage check needs the cluster's nodes, and must fail before any run exists.
+    state.dashboard_url = cluster.start_ray(config.ray) or state.dashboard_url
+    _treat_sigterm_as_ctrl_c()  # after ray.init, which installs its own fatal-signal handlers
+    try:
+        _require_shared_storage(state, config)
+    except UserInputError:
+        cluster.stop_ray()
+        raise
+    tracker = MlflowTracker(state.tracking_uri, state.experiment, state.study_id)
+    for hypothesis in hypotheses:
+        if not state.parents.get(hypothesis):
+            state.parents[hypothesis] = tracker.hypothesis_run(hypothesis, state.parent_tags(hypothesis, manifest.content_hash))
+    state.save(out_dir)
+    totals = {f"tune:{h}": config.search.trials_per_hypothesis for h in hypotheses}
+    totals.update({f"final:{h}": config.final.seeds for h in hypotheses})
+    mlflow_listener = MlflowListener(tracker, state.parents)
+    ledger = TrialLedger(layout.ledger_file, config.objective.metric)
+    listener = Listeners(mlflow_listener, ledger,
+                         ProgressPrinter(totals, config.objective.metric, config.objective.mode))
+    if state.dashboard_url:
+        print(f"Ray dashboard: {state.dashboard_url}")
+    try:
+        if state.phase == "tune":
+            print(f"tuning {len(hypotheses)} hypotheses x {config.search.trials_per_hypothesis} trials "
+                  f"({config.train.epochs} epochs max, {config.scheduler.kind})")
+            records = _fit_phase(config, state, experiments.TUNE_EXPERIMENT, listener,
+                                 lambda: experiments.tuning_tuner(config, state.data_path, state.storage_path, listener),
+                                 mlflow_listener, ledger)
+            write_trials(layout, records, config.objective.metric)
+            search = experiments.saved_search(state.storage_path)
+            if search is not None:
+                pd.DataFrame(search.trials_table()).to_parquet(layout.optuna_trials, index=False)
+            state.best = best_per_hypothesis(records, config.objective.metric, config.objective.mode)
+            missing = [h for h in hypotheses if h not in state.best]
+            if missing:
+                print(f"warning: no successful trial for {', '.join(missing)}: left out of the final phase")
+            state.phase = "final"
+            state.save(out_dir)
+        if state.phase == "final":
+            runs = final_runs(state.best, hypotheses, config.final.seeds, config.search.seed)
+            if not runs:
+                raise RuntimeError("every tuning trial failed, so there is nothing to retrain; the errors are in "
+                                   f"{layout.trials} and `maskvae study status {out_dir}`")
+            print(f"final phase: {len(runs)} runs ({config.final.seeds} seeds x {len(state.best)} hypotheses) + test evaluation")
+            records = _fit_phase(config, state, experiments.FINAL_EXPERIMENT, listener,
+                                 lambda: experiments.final_tuner(config, runs, state.data_path, state.storage_path, listener),
+                                 mlflow_listener, ledger)
+            collect_final(layout, records, tracker, state)
+            state.phase = "rank"
+            state.save(out_dir)
+    except KeyboardInterrupt:
+        closed = tracker.close_open_runs("KILLED")
+        state.save(out_dir)
+        print(f"\nstopped: study state saved ({closed} open MLflow runs marked KILLED). Resume with:\n"
+              f"  maskvae study resume {out_dir}")
+        raise
+    finally:
+        cluster.stop_ray()
+    if state.phase == "rank":
+        from study.driver.publish import publish
+
+        publish(layout, state, config, manifest, tracker, lpips_available)
+        # After a driver crash, a trial started after Tune's last snapshot is unknown to the restored
+        # experiment (Tune re-suggests it under a new id): its orphaned MLflow run is marked KILLED.
+        dangling = tracker.close_open_runs("KILLED")
+        if dangling:
+            print(f"marked {dangling} MLflow runs KILLED: their trials were lost with the driver and re-run")
+        state.phase = "done"
+        state.save(out_dir)
+    return out_dir
+
+
+def _require_shared_storage(state: StudyState, config: StudyConfig) -> None:
+    """On a cluster whose trials can land on other hosts, local paths would split the study."""
+    from study.driver.shared_storage import NodeFacts, require_shared_storage
+
+    nodes = NodeFacts.from_ray_nodes(cluster.cluster_nodes())
+    driver = cluster.node_id()
+    # Inside a Ray job the driver's own address can differ from the node table's: use the table.
+    driver_host = next((node.host for node in nodes if node.node_id == driver), "")
+    require_shared_storage({"data.path": state.data_path, "ray.storage_path": state.storage_path}, nodes,
+                           driver_host=driver_host, cpus_per_trial=config.resources.cpus_per_trial,
+                           gpus_per_trial=config.resources.gpus_per_trial,
+                           existing_cluster=bool(config.ray.address or os.environ.get("RAY_ADDRESS")))
+
+
+def _treat_sigterm_as_ctrl_c() -> None:
+    """SIGTERM (a scheduler, `kill`, a closing terminal) stops the study the way Ctrl-C does: Tune
+    saves its state, open MLflow runs are marked KILLED and the resume command is printed."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
+
+
+def _fit_phase(config: StudyConfig, state: StudyState, name: str, listener, make_tuner,
+               mlflow_listener: MlflowListener, ledger: TrialLedger) -> list[TrialRecord]:
+    restored = experiments.can_restore(state.storage_path, name)
+    if restored:
+        tuner = experiments.restore_tuner(config, state.storage_path, name, state.data_path, listener)
+    else:
+        tuner = make_tuner()
+    records = experiments.fit(tuner, state.storage_path, name, with_history=restored)
+    ledger.replace_phase(name, records)
+    unfinished = [record for record in records if not record.ended]
+    if unfinished:
+        raise KeyboardInterrupt(f"{len(unfinished)} trials did not finish")
+    if restored:
+        # Trials that ended while no driver was listening (it was killed) fire no callback on
+        # resume: bring their MLflow runs in line with what Ray recorded.
+        replay_records(mlflow_listener, records)
+    return records

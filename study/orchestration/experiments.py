@@ -1,0 +1,172 @@
+"""Experiments: the tuning and final-phase Tuners, restoring them, and reading what Ray recorded
+back as `TrialRecord`s. Storage paths may be local or object-store URIs (`data.storage`)."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+from ray.tune import Callback
+from ray.tune.schedulers import FIFOScheduler
+from ray.tune.search import Searcher
+
+from data import storage
+from study.config.hypotheses import slug
+from study.config.study import StudyConfig
+from study.orchestration.adapters import HypothesisSearcher, PerHypothesisScheduler
+from study.orchestration.callbacks import ListenerCallback, flat_config, record_of
+from study.orchestration.cluster import default_concurrency
+from study.orchestration.trainables import final_trial, tune_trial
+from study.search.optuna_search import HypothesisSearch
+from study.search.trials import TrialListener, TrialRecord
+
+TUNE_EXPERIMENT = "tune"
+FINAL_EXPERIMENT = "final"
+PHASE_EXPERIMENTS = (TUNE_EXPERIMENT, FINAL_EXPERIMENT)
+
+
+def _trial_dirname(trial) -> str:
+    config = flat_config(trial.config)
+    hypothesis = slug(config.get("hypothesis", "trial"))
+    suffix = f"-seed{config['seed']}" if "run" in trial.config else ""
+    return f"{hypothesis}{suffix}-{trial.trial_id}"
+
+
+def _trial_name(trial) -> str:
+    config = flat_config(trial.config)
+    suffix = f"/seed{config['seed']}" if "run" in trial.config else f"#{config['index']}" if "index" in config else ""
+    return f"{config.get('hypothesis', 'trial')}{suffix}:{trial.trial_id}"
+
+
+def _resources(config: StudyConfig) -> dict[str, float]:
+    return {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
+
+
+def _run_config(config: StudyConfig, storage_path: str, name: str, callbacks: list[Callback]) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=name, storage_path=storage_path, callbacks=callbacks, verbose=0,
+        failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+    )
+
+
+def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listener: TrialListener,
+                 trainable: Callable[[dict[str, Any]], None] | None = None) -> tune.Tuner:
+    """The tuning phase's Tuner. `trainable` replaces the trainer (the orchestration benchmark's trivial
+    trial); by default each trial is `tune_trial` on this study's dataset."""
+    if trainable is None:
+        trainable = tune.with_parameters(tune_trial, study_json=config.model_dump_json(), data_path=data_path)
+    trainable = tune.with_resources(trainable, _resources(config))
+    metric, mode = config.objective.metric, config.objective.mode
+    searcher = HypothesisSearcher(HypothesisSearch.from_config(config), metric, mode, config.objective.secondary_metric)
+    if config.scheduler.kind == "asha":
+        scheduler = PerHypothesisScheduler(config.train.epochs, config.scheduler.grace_period,
+                                           config.scheduler.reduction_factor, metric, mode)
+    else:
+        scheduler = FIFOScheduler()
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=config.total_trials, metric=metric, mode=mode,
+            reuse_actors=True, max_concurrent_trials=default_concurrency(config),
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=_run_config(config, storage_path, TUNE_EXPERIMENT,
+                               [ListenerCallback(TUNE_EXPERIMENT, listener, storage_path)]),
+    )
+
+
+def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str, storage_path: str,
+                listener: TrialListener) -> tune.Tuner:
+    trainable = tune.with_resources(
+        tune.with_parameters(final_trial, study_json=config.model_dump_json(), data_path=data_path), _resources(config)
+    )
+    return tune.Tuner(
+        trainable,
+        param_space={"run": tune.grid_search(runs)},
+        tune_config=tune.TuneConfig(
+            reuse_actors=True, max_concurrent_trials=default_concurrency(config),
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=_run_config(config, storage_path, FINAL_EXPERIMENT,
+                               [ListenerCallback(FINAL_EXPERIMENT, listener, storage_path)]),
+    )
+
+
+def saved_search(storage_path: str) -> HypothesisSearch | None:
+    """The searcher state Tune saved with the tuning experiment (every Optuna study, as of the last
+    snapshot), read through the storage module so object-store studies have it too."""
+    location = storage.Location.of(experiment_path(storage_path, TUNE_EXPERIMENT))
+    names = location.names(Searcher.CKPT_FILE_TMPL.format("*"))
+    if not names:
+        return None
+    # Written by maskvae's own searcher into the study's storage (trusted, as Tuner.restore requires).
+    return HypothesisSearch.from_state(pickle.loads(location.read_bytes(names[-1]))["search"])
+
+
+def experiment_path(storage_path: str, name: str) -> str:
+    return storage.join(storage_path, name)
+
+
+def can_restore(storage_path: str, name: str) -> bool:
+    return tune.Tuner.can_restore(experiment_path(storage_path, name))
+
+
+def restore_tuner(config: StudyConfig, storage_path: str, name: str, data_path: str, listener: TrialListener) -> tune.Tuner:
+    trial_fn = tune_trial if name == TUNE_EXPERIMENT else final_trial
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_fn, study_json=config.model_dump_json(), data_path=data_path), _resources(config)
+    )
+    tuner = tune.Tuner.restore(experiment_path(storage_path, name), trainable, resume_unfinished=True,
+                               resume_errored=True)
+    reattach_callbacks(tuner, [ListenerCallback(name, listener, storage_path)])
+    return tuner
+
+
+def reattach_callbacks(tuner: tune.Tuner, callbacks: list[Callback]) -> None:
+    """Callbacks are not restored with a tuner, and Ray offers no public way to give them back: this
+    is the one write to Ray's private tuner state (tests/test_orchestration.py fails loudly if a Ray
+    release moves it)."""
+    run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+    if run_config is None or not hasattr(run_config, "callbacks"):
+        raise RuntimeError("this Ray release keeps a restored Tuner's RunConfig elsewhere: "
+                           "maskvae cannot re-attach its listeners (study.orchestration.experiments)")
+    run_config.callbacks = callbacks
+
+
+def quiet_tune_output() -> None:
+    """maskvae prints one line per trial itself; Tune's tables and per-failure tracebacks would bury
+    them (the full error text stays in each trial's error.txt and on its MLflow run)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Snapshots after every checkpoint are what makes resume exact; the warning about them is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
+    logging.getLogger("ray.tune.tune").setLevel(logging.WARNING)
+
+
+def fit(tuner: tune.Tuner, storage_path: str, name: str, with_history: bool = False) -> list[TrialRecord]:
+    """Run (or finish) a tuner, then read every trial's recorded state back from the experiment directory."""
+    quiet_tune_output()
+    tuner.fit()
+    return records(storage_path, name, with_history)
+
+
+def records(storage_path: str, name: str, with_history: bool = False) -> list[TrialRecord]:
+    """The recorded trials of an experiment, without running anything (optionally every epoch's)."""
+    analysis = tune.ExperimentAnalysis(experiment_path(storage_path, name))
+    frames = analysis.trial_dataframes if with_history else {}
+    out = []
+    for trial in analysis.trials:
+        frame = frames.get(trial.trial_id)
+        history = tuple(_present(row) for row in frame.to_dict("records")) if frame is not None else ()
+        out.append(record_of(trial, name, storage_path, history=history))
+    return out
+
+
+def _present(row: dict[str, Any]) -> dict[str, Any]:
+    """A history row without the NaN that pandas puts where an epoch did not report a key."""
+    return {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}

@@ -1,0 +1,178 @@
+"""Worker side: the Ray trainables, a few lines each around `train()` and the final run, plus the
+per-trial gauges the dashboard shows."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune import Checkpoint
+
+from study.config.study import StudyConfig
+from study.orchestration.cluster import node_id
+from study.search.objective import finite_or_none
+from study.training import faults
+
+_DATA_CACHE: dict[str, Any] = {}
+
+
+def _dataset(path: str):
+    """One FaceData per worker process (memory-mapped shards), reused across trials with actor reuse."""
+    from data.loader import FaceData
+
+    if path not in _DATA_CACHE:
+        _DATA_CACHE[path] = FaceData.load(path)
+    return _DATA_CACHE[path]
+
+
+_trial_notes: dict[str, Any] = {}
+
+
+def _report_to_tune(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+    payload = {**metrics, **_trial_notes, "node_id": node_id()}
+    checkpoint = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+    _export_trial_metrics(metrics)
+    tune.report(payload, checkpoint=checkpoint)
+    faults.fire("after_report", epoch=int(metrics.get("epoch", 0)),
+                handlers={"corrupt_and_exit": _corrupt_latest_persisted_checkpoint})
+
+
+# Dashboard view of trials: Tune reuses one actor for many trials, so actor and task names say
+# "tune_trial"/"final_trial"; these per-trial gauges (Ray exports them as ray_maskvae_trial_* on
+# every node's metrics endpoint, and the dashboard's Grafana panels) carry the hypothesis and the
+# trial name instead, and each trial's first report names it in its actor's log.
+_TRIAL_GAUGE_SPECS = {
+    "images_per_s": ("maskvae_trial_images_per_second", "Training throughput of the trial's last epoch (images/s)."),
+    "epoch": ("maskvae_trial_epoch", "Epochs the trial has finished."),
+    "val_objective": ("maskvae_trial_objective", "Validation objective of the trial's last epoch."),
+}
+_TRIAL_GAUGE_TAGS = ("hypothesis", "trial", "phase")
+_trial_gauges: dict[str, Any] = {}
+_announced_trials: set[str] = set()
+
+
+def _trial_tags() -> dict[str, str] | None:
+    """hypothesis / trial name (`_trial_name`'s "<hypothesis>[#<i>|/seed<N>]:<id>") / phase of the running trial."""
+    try:
+        context = tune.get_context()
+        name, phase = context.get_trial_name(), context.get_experiment_name()
+    except Exception:  # not inside a Tune trial (a direct call in a test): nothing to label
+        return None
+    if not name:
+        return None
+    hypothesis = name.rsplit(":", 1)[0].split("#")[0].split("/seed")[0]
+    return {"hypothesis": hypothesis, "trial": name, "phase": phase or ""}
+
+
+def _export_trial_metrics(metrics: dict[str, float]) -> None:
+    from ray.util.metrics import Gauge
+
+    tags = _trial_tags()
+    if tags is None:
+        return
+    if tags["trial"] not in _announced_trials:
+        _announced_trials.add(tags["trial"])
+        print(f"maskvae {tags['phase']} trial {tags['trial']} (hypothesis {tags['hypothesis']}) on node {node_id()}",
+              flush=True)
+    try:
+        for key, (name, description) in _TRIAL_GAUGE_SPECS.items():
+            value = finite_or_none(metrics.get(key))
+            if value is None:
+                continue
+            if name not in _trial_gauges:
+                _trial_gauges[name] = Gauge(name, description=description, tag_keys=_TRIAL_GAUGE_TAGS)
+            _trial_gauges[name].set(value, tags=tags)
+    except Exception as error:  # a dashboard gauge is never worth a failed trial
+        logging.getLogger(__name__).warning("maskvae: trial metrics not exported: %s", error)
+
+
+def _corrupt_latest_persisted_checkpoint() -> None:
+    """The "corrupt_and_exit" failpoint: truncate the newest persisted checkpoint, as a crash
+    mid-write on shared storage would, then die."""
+    import pyarrow.fs
+
+    storage = tune.get_context().get_storage()
+    filesystem = storage.storage_filesystem
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(storage.trial_fs_path))
+    newest = sorted(i.path for i in infos if i.base_name.startswith("checkpoint_"))[-1]
+    target = f"{newest}/checkpoint.pt"
+    with filesystem.open_input_stream(target) as handle:
+        content = handle.read()
+    with filesystem.open_output_stream(target) as handle:
+        handle.write(content[: len(content) // 3])
+    os._exit(137)
+
+
+def _resume_candidates(latest: Checkpoint | None) -> list[Checkpoint | None]:
+    """The newest checkpoint, then older ones kept beside it (newest first), then a fresh start."""
+    if latest is None:
+        return [None]
+    import pyarrow.fs
+
+    parent = latest.path.rstrip("/").rsplit("/", 1)[0]
+    infos = latest.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    older = sorted((i.path for i in infos if i.type == pyarrow.fs.FileType.Directory
+                    and i.base_name.startswith("checkpoint_") and i.path.rstrip("/") != latest.path.rstrip("/")),
+                   reverse=True)
+    return [latest, *(Checkpoint(path, filesystem=latest.filesystem) for path in older), None]
+
+
+def _run_trial(body, prefix: str, metric: str) -> None:
+    """Resume from the newest readable checkpoint; a corrupted one is skipped, and the trial says so."""
+    from study.training.checkpoint import CheckpointError, load_checkpoint
+
+    _trial_notes.clear()
+    skipped: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        for candidate in _resume_candidates(tune.get_checkpoint()):
+            if candidate is None:
+                if skipped:
+                    _trial_notes["checkpoint_note"] = f"no readable checkpoint ({'; '.join(skipped)}): restarted from scratch"
+                return _guard_non_finite(body, Path(workdir), None, metric)
+            with candidate.as_directory() as resume_dir:
+                try:
+                    load_checkpoint(Path(resume_dir))
+                except CheckpointError as error:
+                    skipped.append(str(error))
+                    continue
+                if skipped:
+                    _trial_notes["checkpoint_note"] = (f"skipped unreadable checkpoint(s) ({'; '.join(skipped)}); "
+                                                       f"resumed from {candidate.path.rstrip('/').rsplit('/', 1)[-1]}")
+                return _guard_non_finite(body, Path(workdir), Path(resume_dir), metric)
+
+
+def _guard_non_finite(body, workdir: Path, resume_dir: Path | None, metric: str) -> None:
+    """A NaN/Inf loss ends the trial with its reason (no retry: it would diverge again)."""
+    from study.training.trainer import NonFiniteLossError
+
+    try:
+        body(workdir, resume_dir)
+    except NonFiniteLossError as error:
+        # Tune requires the metric in every result: NaN, which the searcher records as FAIL.
+        tune.report({"failure": str(error), metric: float("nan"), **_trial_notes})
+
+
+def tune_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str) -> None:
+    from study.training.trainer import train
+
+    study = StudyConfig.model_validate_json(study_json)
+    config = study.trial_config(trial_config["hypothesis"], trial_config["kl_weight"], trial_config["lr"],
+                                seed=study.search.seed)
+    faults.set_context(phase="tune", hypothesis=config.hypothesis, index=trial_config.get("index"))
+    _run_trial(lambda workdir, resume: train(config, _dataset(data_path), _report_to_tune, checkpoint=resume,
+                                             workdir=workdir), "maskvae-trial-", study.objective.metric)
+
+
+def final_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str) -> None:
+    from study.training.final_run import run_final
+
+    study = StudyConfig.model_validate_json(study_json)
+    run = trial_config["run"]
+    faults.set_context(phase="final", hypothesis=run["hypothesis"], seed=run["seed"])
+    _run_trial(lambda workdir, resume: run_final(study, run, _dataset(data_path), _report_to_tune, workdir, resume),
+               "maskvae-final-", study.objective.metric)
+
+

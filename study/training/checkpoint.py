@@ -1,0 +1,184 @@
+"""Checkpoints and exported models: plain tensors + JSON, loaded with weights_only=True.
+
+A checkpoint is a directory holding `checkpoint.pt` (model, optimiser, epoch, RNG state, config as
+JSON text). An exported model is a directory holding `model.pt` (state dict) and `model.json`
+(everything needed to rebuild the network). Neither ever unpickles code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.vae import FaceVAE
+
+from study.errors import first_line
+
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_WEIGHTS_FILE = "model.pt"
+MODEL_META_FILE = "model.json"
+CHECKPOINT_FORMAT = 1
+_REQUIRED_KEYS = ("format", "model", "optimizer", "epoch", "rng", "config")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or model file that is missing, truncated, corrupted or unsafe."""
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write next to the target then rename, so a crash never leaves a half-written file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot write here ({error.strerror or error})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(error, "strerror", None) or first_line(error)
+        raise CheckpointError(f"{path}: writing failed ({reason}; disk full?); "
+                              "earlier checkpoints are untouched") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def safe_torch_load(path: Path) -> Any:
+    """torch.load restricted to tensors and plain containers; every failure names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors and plain containers "
+            f"(a checkpoint that can run code is never loaded) [{error.__class__.__name__}]"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: truncated or corrupted ({error.__class__.__name__}: {error})") from None
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(directory: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    epoch: int, config_json: str, metrics: dict[str, float] | None = None,
+                    best: dict[str, Any] | None = None) -> Path:
+    """Write one checkpoint directory (atomically) and return it. `best` carries the run's
+    best-validation weights so far ({"epoch", "value", "model"}): they are the model a run exports."""
+    directory = Path(directory)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": int(epoch),
+        "rng": rng_state(),
+        "config": config_json,
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+    }
+    if best is not None:
+        payload["best"] = best
+    _atomic_torch_save(payload, directory / CHECKPOINT_FILE)
+    return directory
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and validate a checkpoint; `path` is the directory or the file inside it."""
+    path = Path(path)
+    file = path / CHECKPOINT_FILE if path.is_dir() else path
+    payload = safe_torch_load(file)
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{file}: not a maskvae checkpoint (top level is {type(payload).__name__})")
+    missing = [key for key in _REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"{file}: not a maskvae checkpoint (missing {', '.join(missing)})")
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{file}: checkpoint format {payload['format']} is not supported (expected {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def checkpoint_dirs(root: Path) -> list[Path]:
+    """Checkpoint directories under `root`, oldest first (names sort by epoch)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("epoch-"))
+
+
+def prune_checkpoints(root: Path, keep: int) -> None:
+    for stale in checkpoint_dirs(root)[:-keep]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def latest_loadable_checkpoint(root: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """Newest checkpoint under `root` that loads; also the reasons the newer ones were skipped."""
+    skipped: list[str] = []
+    for directory in reversed(checkpoint_dirs(root)):
+        try:
+            return load_checkpoint(directory), skipped
+        except CheckpointError as error:
+            skipped.append(str(error))
+    return None, skipped
+
+
+def export_model(directory: Path, model: FaceVAE, metadata: dict[str, Any]) -> Path:
+    """Save weights + JSON metadata; `load_model` rebuilds the network from them alone."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"hyperparameters": model.hyperparameters, **metadata}
+    _atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, directory / MODEL_WEIGHTS_FILE)
+    tmp = directory / f".{MODEL_META_FILE}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, directory / MODEL_META_FILE)
+    return directory
+
+
+def load_model(directory: Path, device: str | torch.device = "cpu") -> tuple[FaceVAE, dict[str, Any]]:
+    directory = Path(directory)
+    meta_file = directory / MODEL_META_FILE
+    if not meta_file.is_file():
+        raise CheckpointError(f"{meta_file}: model metadata not found (expected an exported maskvae model directory)")
+    try:
+        meta = json.loads(meta_file.read_text())
+        hyper = meta["hyperparameters"]
+        model = FaceVAE(**hyper)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{meta_file}: invalid model metadata ({error})") from None
+    state = safe_torch_load(directory / MODEL_WEIGHTS_FILE)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise CheckpointError(f"{directory / MODEL_WEIGHTS_FILE}: weights do not match {hyper} ({error})") from None
+    return model.to(device).eval(), meta
+
+
+def best_weights(payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The best-validation weights a checkpoint carries and their epoch (the checkpoint's own weights
+    for a checkpoint written before best weights were kept)."""
+    best = payload.get("best")
+    if isinstance(best, dict) and "model" in best:
+        return best["model"], int(best["epoch"])
+    return payload["model"], int(payload["epoch"])

@@ -1,0 +1,167 @@
+"""The architecture as a test: imports point one way, each third-party framework lives in one
+package, and the read-only commands stay light."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# What each part of the project may import from the project (besides itself). Everything below a
+# layer is allowed; nothing above it.
+ALLOWED = {
+    "models": set(),
+    "data": set(),
+    "study.errors": set(),
+    "study.config": {"study.errors", "models.loss_names", "data.storage", "data.shards", "data.errors"},
+    "study.search": {"study.errors", "study.config"},
+    "study.training": {"study.errors", "study.config", "models", "data"},
+    "study.analysis": {"study.errors", "study.config", "study.search.objective"},
+    "study.tracking": {"study.errors", "study.config", "study.search", "data.storage"},
+    "study.orchestration": {"study.errors", "study.config", "study.search", "study.training", "data", "models"},
+    "study.driver": {"study.errors", "study.config", "study.search", "study.training", "study.analysis",
+                     "study.tracking", "study.orchestration", "data", "models"},
+    "study.cli": {"study.errors", "study.config", "study.driver", "study.training", "data", "models"},
+}
+# Third-party frameworks and the one package each may appear in.
+FRAMEWORK_HOMES = {"ray": "study.orchestration", "mlflow": "study.tracking", "optuna": "study.search.optuna_search"}
+NO_HEAVY = {"torch", "ray", "mlflow", "optuna", "lpips", "pytorch_msssim", "torchvision"}
+LIGHT_PACKAGES = ("study.analysis", "study.config", "study.search.objective", "study.search.trials",
+                  "study.search.selection")
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for top in ("models", "data", "study"):
+        for path in (ROOT / top).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _imports(path: Path, module: str) -> list[tuple[str, int]]:
+    found = []
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.append((target, node.lineno))
+            found += [(f"{target}.{alias.name}", node.lineno) for alias in node.names]
+    return found
+
+
+def _layer(module: str) -> str:
+    for layer in sorted(ALLOWED, key=len, reverse=True):
+        if module == layer or module.startswith(layer + "."):
+            return layer
+    raise AssertionError(f"{module} belongs to no layer: add it to ALLOWED")
+
+
+def _within(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+MODULES = _modules()
+
+
+def test_every_module_belongs_to_a_layer():
+    for module in MODULES:
+        if module != "study":
+            _layer(module)
+
+
+def test_imports_point_one_way():
+    problems = []
+    project = ("models", "data", "study")
+    for module, path in MODULES.items():
+        if module == "study":
+            continue
+        layer = _layer(module)
+        for name, line in _imports(path, module):
+            if not _within(name, project) or _within(name, [layer]) or name in MODULES and _layer(name) == layer:
+                continue
+            if name.rpartition(".")[0] in MODULES and name not in MODULES:
+                name = name.rpartition(".")[0]  # `from pkg.mod import symbol`: judge the module
+            if name in ("study", "data", "models") or _within(name, [layer]) or _within(name, ALLOWED[layer]):
+                continue
+            problems.append(f"{path.relative_to(ROOT)}:{line}: {layer} imports {name}")
+    assert not problems, "\n".join(problems)
+
+
+def test_each_framework_is_imported_in_its_home_only():
+    problems = []
+    for module, path in MODULES.items():
+        for name, line in _imports(path, module):
+            for framework, home in FRAMEWORK_HOMES.items():
+                if _within(name, [framework]) and not _within(module, [home]):
+                    problems.append(f"{path.relative_to(ROOT)}:{line}: {framework} outside {home}")
+            if _within(module, ["models", "data"]) and _within(name, ["study"]):
+                problems.append(f"{path.relative_to(ROOT)}:{line}: {module} imports study")
+    assert not problems, "\n".join(problems)
+
+
+def test_light_packages_import_no_heavy_framework():
+    problems = []
+    for module, path in MODULES.items():
+        if not _within(module, LIGHT_PACKAGES):
+            continue
+        for name, line in _imports(path, module):
+            if name.split(".")[0] in NO_HEAVY:
+                problems.append(f"{path.relative_to(ROOT)}:{line}: {name}")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_import_cycle():
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module, path in MODULES.items():
+        for name, _ in _imports(path, module):
+            while name and name not in MODULES:
+                name = name.rpartition(".")[0]
+            if name and name != module and name not in ("study", "models", "data") and not module.startswith(name + "."):
+                graph[module].add(name)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["study", "status", "{study}"]])
+def test_read_only_commands_import_neither_torch_nor_ray(argv, tmp_path):
+    from study.config.study import StudyConfig
+    from study.driver.state import StudyState
+
+    state = StudyState(study_id="abc", name="light", created="now",
+                       config=StudyConfig.model_validate({"data": {"path": "/nowhere"}}).model_dump(mode="json"))
+    state.save(tmp_path)
+    args = [arg.replace("{study}", str(tmp_path)) for arg in argv]
+    probe = ("import sys, runpy; sys.argv = ['maskvae', *sys.argv[1:]]\n"
+             "try:\n    from study.cli import main; main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "heavy = sorted(m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules)\n"
+             "print('HEAVY', heavy)")
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert "HEAVY []" in done.stdout, done.stdout + done.stderr
