@@ -119,12 +119,13 @@ def clip_gradients(parameters, max_norm: float, scope: str) -> None:
     """"global": one norm over every gradient (torch's clip_grad_norm_). "per_parameter": each
     parameter's gradient on its own, g * max_norm / max(|g|, max_norm), as Keras's Adam(clipnorm=...)
     does in the paper's code."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
+    with_grads = [p for p in parameters if p.grad is not None]
+    if not with_grads:
         return
     if scope == "global":
-        torch.nn.utils.clip_grad_norm_(grads, max_norm)
+        torch.nn.utils.clip_grad_norm_(with_grads, max_norm)
         return
+    grads = [p.grad for p in with_grads]
     norms = torch._foreach_norm(grads)
     factors = [max_norm / torch.clamp(norm, min=max_norm) for norm in norms]
     torch._foreach_mul_(grads, factors)
