@@ -1,5 +1,11 @@
 """The face VAE of arXiv 2112.02139: a conv encoder, an image decoder and an optional mask decoder.
 
+Layers follow the authors' Keras code (training.py): conv blocks are conv -> BatchNorm -> ELU,
+decoder stages are ConvBlockTranspose then ConvBlock, BatchNorm and initialisation use Keras's
+defaults, and transposed convs reproduce Keras's 'same'/'valid' output alignment exactly.
+Deviation: convs that feed a BatchNorm have no bias (BatchNorm's shift makes it redundant), so at
+144 px the model has 4,032 (4,480 with the mask decoder) fewer parameters than the Keras one.
+
 Sizes follow the encoder's pooling chain (floor-halving down to 1 px), so the decoder mirrors it
 exactly at any supported resolution (144 px: 1, 2, 4, 9, 18, 36, 72, 144).
 """
@@ -18,6 +24,8 @@ MASK_DECODER_FILTERS = 32
 DENSE_UNITS = 512
 MIN_IMAGE_SIZE = 8
 MAX_STAGES = len(ENCODER_GROUPS)
+KERAS_BN_EPS = 1e-3
+KERAS_BN_MOMENTUM = 0.01  # torch's momentum weighs the new batch: 1 - Keras's 0.99
 
 
 @dataclass
@@ -54,13 +62,53 @@ def scaled(filters: int, width: float) -> int:
     return max(1, round(filters * width))
 
 
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    """Keras's BatchNormalization defaults: epsilon 1e-3, moving average 0.99 (torch momentum 0.01)."""
+    return nn.BatchNorm2d(channels, eps=KERAS_BN_EPS, momentum=KERAS_BN_MOMENTUM)
+
+
 class ConvBlock(nn.Sequential):
-    """3x3 conv, BatchNorm, ELU. No conv bias: BatchNorm's shift makes it redundant."""
+    """3x3 conv, BatchNorm, ELU (the authors' ConvBlock). No conv bias: BatchNorm's shift makes it redundant."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
+            batch_norm(out_channels),
+            nn.ELU(inplace=True),
+        )
+
+
+class KerasConvTranspose2d(nn.ConvTranspose2d):
+    """3x3 stride-2 transposed conv with Keras's padding: 'same' gives 2*in, 'valid' gives 2*in + 1.
+
+    The full (unpadded) transposed conv is 2*in + 1 wide. TF's 'same' is the adjoint of a 'same'
+    stride-2 conv, which pads 0 before and 1 after, so it keeps the first 2*in rows and columns;
+    torch's padding=1, output_padding=1 keeps the last 2*in instead (one pixel off).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str) -> None:
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+        super().__init__(in_channels, out_channels, 3, stride=2, padding=0, bias=False)
+        self.keras_padding = padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = super().forward(x)
+        if self.keras_padding == "same":
+            y = y[..., : 2 * x.shape[-2], : 2 * x.shape[-1]]
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, keras_padding={self.keras_padding!r}"
+
+
+class ConvBlockTranspose(nn.Sequential):
+    """The authors' ConvBlockTranspose: transposed 3x3 stride-2 conv, BatchNorm, ELU."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str) -> None:
+        super().__init__(
+            KerasConvTranspose2d(in_channels, out_channels, padding),
+            batch_norm(out_channels),
             nn.ELU(inplace=True),
         )
 
@@ -86,19 +134,17 @@ class Encoder(nn.Module):
         return self.mean(hidden), self.log_scale(hidden)
 
 
-class UpStage(nn.Module):
-    """Transposed 3x3 stride-2 conv to an exact target size, then a conv block."""
+class UpStage(nn.Sequential):
+    """One decoder stage to an exact target size: ConvBlockTranspose, then ConvBlock."""
 
     def __init__(self, in_channels: int, out_channels: int, in_size: int, out_size: int) -> None:
-        super().__init__()
-        # (in-1)*2 - 2p + 3 + op: p=1, op=1 doubles; p=0, op=0 gives 2*in + 1.
-        padding, output_padding = {2 * in_size: (1, 1), 2 * in_size + 1: (0, 0)}[out_size]
-        self.up = nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=padding,
-                                     output_padding=output_padding)
-        self.block = ConvBlock(out_channels, out_channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.block(self.up(x))
+        if out_size not in (2 * in_size, 2 * in_size + 1):
+            raise ValueError(f"a stage doubles its input (plus one at most): cannot go from {in_size} to {out_size} px")
+        padding = "same" if out_size == 2 * in_size else "valid"
+        super().__init__(
+            ConvBlockTranspose(in_channels, out_channels, padding),
+            ConvBlock(out_channels, out_channels),
+        )
 
 
 class Decoder(nn.Module):
@@ -118,6 +164,15 @@ class Decoder(nn.Module):
         for stage in self.stages:
             x = stage(x)
         return self.head(x)
+
+
+def keras_init(module: nn.Module) -> None:
+    """Keras's defaults for every conv, transposed conv and dense layer: glorot_uniform kernels, zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def compose(recon: Tensor, mask: Tensor, x: Tensor) -> Tensor:
@@ -159,6 +214,7 @@ class FaceVAE(nn.Module):
         self.mask_decoder = (
             Decoder(latent_dim, [scaled(MASK_DECODER_FILTERS, width)] * stages, sizes, 1) if use_mask else None
         )
+        keras_init(self)
 
     pool_chain = staticmethod(pool_chain)
 

@@ -90,7 +90,7 @@ def test_decoder_sizes_mirror_the_encoder_at_144() -> None:
 
 
 def _conv_filters(module: torch.nn.Module, kind: type) -> list[int]:
-    return [m.out_channels for m in module.modules() if type(m) is kind]
+    return [m.out_channels for m in module.modules() if isinstance(m, kind)]
 
 
 def test_paper_filter_counts_at_144() -> None:
