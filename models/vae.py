@@ -11,8 +11,15 @@ exactly at any supported resolution (144 px: 1, 2, 4, 9, 18, 36, 72, 144).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +33,12 @@ MIN_IMAGE_SIZE = 8
 MAX_STAGES = len(ENCODER_GROUPS)
 KERAS_BN_EPS = 1e-3
 KERAS_BN_MOMENTUM = 0.01  # torch's momentum weighs the new batch: 1 - Keras's 0.99
+MODEL_WEIGHTS_FILE = "model.pt"
+MODEL_META_FILE = "model.json"
+
+
+class ModelFileError(RuntimeError):
+    """A saved model file that is missing, truncated, corrupted, unsafe or for another network."""
 
 
 @dataclass
@@ -180,22 +193,39 @@ def compose(recon: Tensor, mask: Tensor, x: Tensor) -> Tensor:
     return recon * mask + x * (1 - mask)
 
 
+@dataclass(frozen=True)
+class FaceVAEConfig:
+    """The network's shape, and all of it: `FaceVAE(config)` builds it, `model.json` stores it."""
+
+    image_size: int = 144
+    width: float = 1.0  # scales every filter count and the 512-unit dense layer
+    latent_dim: int = 512
+    use_mask: bool = True
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        pool_chain(self.image_size)
+        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not self.width > 0:
+            raise ValueError(f"width must be a positive number, got {self.width!r}")
+        for name in ("latent_dim", "in_channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+        if not isinstance(self.use_mask, bool):
+            raise ValueError(f"use_mask must be true or false, got {self.use_mask!r}")
+        object.__setattr__(self, "width", float(self.width))
+
+
 class FaceVAE(nn.Module):
-    """VAE with an image decoder and, when `use_mask`, a face-mask decoder.
+    """VAE with an image decoder and, when `config.use_mask`, a face-mask decoder."""
 
-    `width` scales every filter count (and the 512-unit dense layer); `latent_dim` is separate.
-    """
-
-    def __init__(self, image_size: int = 144, width: float = 1.0, latent_dim: int = 512,
-                 use_mask: bool = True, in_channels: int = 3) -> None:
+    def __init__(self, config: FaceVAEConfig) -> None:
+        if not isinstance(config, FaceVAEConfig):
+            raise TypeError(f"FaceVAE takes a FaceVAEConfig, got {type(config).__name__}")
         super().__init__()
-        chain = pool_chain(image_size)
-        if not width > 0:
-            raise ValueError(f"width must be positive, got {width!r}")
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {latent_dim!r}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be at least 1, got {in_channels!r}")
+        self._config = config
+        width = config.width
+        chain = pool_chain(config.image_size)
         stages = len(chain) - 1
         # Fewer stages than the paper: keep its first groups and its final 512 group,
         # and the decoder's last (finest) filters, so the 1x1 bottleneck stays 512 wide.
@@ -203,35 +233,48 @@ class FaceVAE(nn.Module):
         groups = [tuple(scaled(f, width) for f in group) for group in groups]
         decoder_filters = [scaled(f, width) for f in DECODER_FILTERS[-stages:]]
         sizes = chain[::-1]
-
-        self.image_size = image_size
-        self.width = float(width)
-        self.latent_dim = int(latent_dim)
-        self.use_mask = bool(use_mask)
-        self.in_channels = int(in_channels)
-        self.encoder = Encoder(groups, in_channels, scaled(DENSE_UNITS, width), latent_dim)
-        self.decoder = Decoder(latent_dim, decoder_filters, sizes, in_channels)
+        latent = config.latent_dim
+        self.encoder = Encoder(groups, config.in_channels, scaled(DENSE_UNITS, width), latent)
+        self.decoder = Decoder(latent, decoder_filters, sizes, config.in_channels)
         self.mask_decoder = (
-            Decoder(latent_dim, [scaled(MASK_DECODER_FILTERS, width)] * stages, sizes, 1) if use_mask else None
+            Decoder(latent, [scaled(MASK_DECODER_FILTERS, width)] * stages, sizes, 1) if config.use_mask else None
         )
         keras_init(self)
 
     pool_chain = staticmethod(pool_chain)
 
     @property
-    def hyperparameters(self) -> dict[str, Any]:
-        """Constructor arguments: `FaceVAE(**model.hyperparameters)` rebuilds the same network."""
-        return {
-            "image_size": self.image_size,
-            "width": self.width,
-            "latent_dim": self.latent_dim,
-            "use_mask": self.use_mask,
-            "in_channels": self.in_channels,
-        }
+    def config(self) -> FaceVAEConfig:
+        return self._config
+
+    def save(self, directory: str | os.PathLike[str], metadata: dict[str, Any]) -> Path:
+        """Write `model.pt` (CPU state dict) and `model.json` ({"config": ..., **metadata}); returns the directory."""
+        if "config" in metadata:
+            raise ValueError("metadata: the key 'config' is reserved for the network's shape")
+        directory = Path(directory)
+        state = {name: value.detach().cpu() for name, value in self.state_dict().items()}
+        text = json.dumps({"config": asdict(self._config), **metadata}, indent=2, sort_keys=True, default=str)
+        # Weights first: a directory whose json is there always has the weights it describes.
+        _atomic_write(directory / MODEL_WEIGHTS_FILE, lambda handle: torch.save(state, handle))
+        _atomic_write(directory / MODEL_META_FILE, lambda handle: handle.write(text.encode()))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[FaceVAE, dict[str, Any]]:
+        """Rebuild a model written by `save`, in eval mode on `device`, and the metadata saved with it."""
+        directory = Path(directory)
+        meta, config = _read_meta(directory / MODEL_META_FILE)
+        state = _read_weights(directory / MODEL_WEIGHTS_FILE)
+        model = cls(config)
+        mismatch = _state_mismatch(model.state_dict(), state)
+        if mismatch:
+            raise ModelFileError(f"{directory / MODEL_WEIGHTS_FILE}: weights do not match {config} ({mismatch})")
+        model.load_state_dict(state)
+        return model.to(device).eval(), meta
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior mean and log standard deviation."""
-        expected = (self.in_channels, self.image_size, self.image_size)
+        expected = (self._config.in_channels, self._config.image_size, self._config.image_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"images must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
         return self.encoder(x)
@@ -271,3 +314,68 @@ class FaceVAE(nn.Module):
     def predict(self, x: Tensor) -> VAEOutput:
         """Deterministic reconstruction (z = mean) composed with the predicted mask probability."""
         return self.forward(x, mask=None, sample=False)
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write next to the target, then rename: a crash never leaves a half-written file under the real name."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot write here ({error.strerror or error})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        raise ModelFileError(f"{path}: writing failed ({getattr(error, 'strerror', None) or error})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_meta(path: Path) -> tuple[dict[str, Any], FaceVAEConfig]:
+    """The saved metadata (without "config") and the config it names."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model metadata not found (expected a directory written by FaceVAE.save)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path}: not valid JSON ({error})") from None
+    raw = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(raw, dict):
+        raise ModelFileError(f"{path}: no 'config' object describing the network")
+    try:
+        config = FaceVAEConfig(**raw)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: invalid config ({error})") from None
+    return {key: value for key, value in meta.items() if key != "config"}, config
+
+
+def _read_weights(path: Path) -> dict[str, Tensor]:
+    """torch.load restricted to tensors and plain containers, expecting a state dict."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ModelFileError(f"{path}: refused to load: it holds objects other than tensors "
+                             f"(a file that can run code is never loaded) [{type(error).__name__}]") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: truncated or corrupted ({type(error).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise ModelFileError(f"{path}: not a state dict (expected parameter names mapped to tensors)")
+    return state
+
+
+def _state_mismatch(expected: dict[str, Tensor], found: dict[str, Tensor]) -> str:
+    """What differs between two state dicts, in one line ("" when they fit)."""
+    missing = sorted(expected.keys() - found.keys())
+    unexpected = sorted(found.keys() - expected.keys())
+    reshaped = sorted(k for k in expected.keys() & found.keys() if expected[k].shape != found[k].shape)
+    parts = [f"{len(names)} {what}, e.g. {names[0]}" for names, what in
+             ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if names]
+    return "; ".join(parts)

@@ -35,7 +35,7 @@ def _save(tensor: torch.Tensor, path: Path) -> None:
 def predict(model_uri: str, images: list[Path], out: Path, tracking_uri: str | None = None) -> list[Path]:
     model_dir = download_model(model_uri, tracking_uri)
     model, meta = load_model(model_dir)
-    size = int(model.hyperparameters["image_size"])
+    size = model.config.image_size
     batch = torch.stack([_load_image(path, size) for path in images])
     result = model.predict(batch)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from models.vae import FaceVAE
+from models.vae import FaceVAE, FaceVAEConfig
 from study.checkpoint import (
     CheckpointError, export_model, latest_loadable_checkpoint, load_checkpoint, load_model, save_checkpoint,
 )
@@ -15,7 +15,7 @@ from study.checkpoint import (
 
 def _model():
     torch.manual_seed(0)
-    return FaceVAE(image_size=32, width=0.125, latent_dim=8, use_mask=True)
+    return FaceVAE(FaceVAEConfig(image_size=32, width=0.125, latent_dim=8, use_mask=True))
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):

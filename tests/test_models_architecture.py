@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.vae import FaceVAE, KerasConvTranspose2d
+from models.vae import FaceVAE, FaceVAEConfig, KerasConvTranspose2d
 
 TINY = 0.125
 
@@ -20,12 +20,12 @@ def _trainable(model: nn.Module) -> int:
 @pytest.mark.parametrize(("use_mask", "total"), [(False, 9_055_299), (True, 9_323_748)])
 def test_parameter_totals_of_the_paper_network(use_mask: bool, total: int) -> None:
     # The Keras model's count less the biases of the convs that feed a BatchNorm.
-    model = FaceVAE(image_size=144, width=1.0, latent_dim=512, use_mask=use_mask)
+    model = FaceVAE(FaceVAEConfig(image_size=144, width=1.0, latent_dim=512, use_mask=use_mask))
     assert _trainable(model) == total
 
 
 def test_a_decoder_stage_is_conv_block_transpose_then_conv_block() -> None:
-    model = FaceVAE(image_size=32, width=TINY, latent_dim=4)
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=TINY, latent_dim=4))
     for decoder in (model.decoder, model.mask_decoder):
         for stage in decoder.stages:
             leaves = [type(m) for m in stage.modules() if not list(m.children())]
@@ -34,13 +34,13 @@ def test_a_decoder_stage_is_conv_block_transpose_then_conv_block() -> None:
 
 
 def test_the_odd_stage_at_144_uses_valid_padding() -> None:
-    model = FaceVAE(image_size=144, width=TINY, latent_dim=4)
+    model = FaceVAE(FaceVAEConfig(image_size=144, width=TINY, latent_dim=4))
     paddings = [stage[0][0].keras_padding for stage in model.decoder.stages]
     assert paddings == ["same", "same", "valid", "same", "same", "same", "same"]
 
 
 def test_every_batch_norm_has_keras_defaults() -> None:
-    model = FaceVAE(image_size=32, width=TINY, latent_dim=4)
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=TINY, latent_dim=4))
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     assert len(norms) == 9 + 2 * 2 * 5  # encoder convs + two blocks per stage in both decoders
     assert all(m.eps == 1e-3 and m.momentum == pytest.approx(1 - 0.99) for m in norms)
@@ -54,7 +54,7 @@ def _glorot_limit(layer: nn.Module) -> float:
 
 def test_weights_are_glorot_uniform_and_biases_zero() -> None:
     torch.manual_seed(0)
-    model = FaceVAE(image_size=144, width=1.0, latent_dim=512)
+    model = FaceVAE(FaceVAEConfig(image_size=144, width=1.0, latent_dim=512))
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
     assert len(layers) == 11 + 3 + 2 * 15
     for layer in layers:

@@ -18,7 +18,7 @@ from models.losses import (
     mask_loss,
     reconstruction_loss,
 )
-from models.vae import FaceVAE
+from models.vae import FaceVAE, FaceVAEConfig
 
 
 def _pair(size: int = 16, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +148,7 @@ def test_mask_loss_dice_is_per_image() -> None:
 
 def _masked_setup(use_mask: bool = True):
     torch.manual_seed(0)
-    model = FaceVAE(image_size=32, width=0.125, latent_dim=4, use_mask=use_mask)
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=0.125, latent_dim=4, use_mask=use_mask))
     images = torch.rand(2, 3, 32, 32)
     masks = torch.zeros(2, 1, 32, 32)
     masks[:, :, 8:24, 6:20] = 1

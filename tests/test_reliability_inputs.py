@@ -133,9 +133,9 @@ def test_a_full_disk_during_checkpointing_is_clear_and_keeps_earlier_checkpoints
     script = textwrap.dedent(f"""
         import resource, signal, sys, torch
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-        from models.vae import FaceVAE
+        from models.vae import FaceVAE, FaceVAEConfig
         from study.checkpoint import CheckpointError, save_checkpoint
-        model = FaceVAE(image_size=32, width=0.125, latent_dim=8)
+        model = FaceVAE(FaceVAEConfig(image_size=32, width=0.125, latent_dim=8))
         optimizer = torch.optim.Adam(model.parameters())
         save_checkpoint({str(tmp_path / 'epoch-00001')!r}, model=model, optimizer=optimizer, epoch=1, config_json="{{}}")
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
