@@ -68,7 +68,7 @@ def _rate(batches) -> float:
 def make_dataset(root: Path, count: int, size: int, shard_rows: int) -> tuple[Path, Path]:
     """CelebA's layout rendered by data.synthetic, and the same faces prepared into shards."""
     from data.prepare import prepare
-    from data.synthetic import write_celeba_layout
+    from tests.helpers.fake_layouts import write_celeba_layout
 
     source = write_celeba_layout(root / "celeba", count, CELEBA_SIZE, seed=0)
     prepared = root / "prepared"

@@ -9,7 +9,7 @@ from PIL import Image
 from data.errors import DatasetError
 from data.prepare import prepare
 from data.shards import SPLITS, read_split
-from data.synthetic import write_celeba_layout, write_celebamask_hq_layout
+from tests.helpers.fake_layouts import write_celeba_layout, write_celebamask_hq_layout
 
 COUNT = 12
 

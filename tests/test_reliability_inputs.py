@@ -81,7 +81,7 @@ def test_property_any_override_either_validates_or_is_a_config_error_naming_fiel
 def test_property_prepare_either_succeeds_or_names_a_file_and_leaves_nothing(tmp_path_factory, partition, corrupt, drop_label):
     from data.errors import DatasetError
     from data.prepare import prepare
-    from data.synthetic import write_celeba_layout
+    from tests.helpers.fake_layouts import write_celeba_layout
 
     root = tmp_path_factory.mktemp("prep")
     write_celeba_layout(root, count=3, size=32, seed=1)
