@@ -36,7 +36,7 @@ class FolderLoader:
         self.lut = mask_lut(DEFAULT_FACE_CLASSES)
 
     def _load(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from data.prepare import centre_crop_box
+        from data.geometry import centre_crop_box
 
         with Image.open(self.images[k]) as image:
             box = centre_crop_box(*image.size)
@@ -73,7 +73,7 @@ def make_dataset(root: Path, count: int, size: int, shard_rows: int) -> tuple[Pa
     source = write_celeba_layout(root / "celeba", count, CELEBA_SIZE, seed=0)
     prepared = root / "prepared"
     prepare(prepared, "celeba", source / "img_align_celeba", source / "labels", source / "list_eval_partition.txt",
-            size, shard_rows=shard_rows, progress=False)
+            size, shard_rows=shard_rows, progress=False, resize="center_crop")
     return source, prepared
 
 

@@ -30,11 +30,6 @@ def missing_label(root: Path) -> str:
     return "000005.png"
 
 
-def wrong_size_label(root: Path) -> str:
-    Image.new("L", (20, 20)).save(root / "labels" / "000006.png")
-    return "000006.png"
-
-
 def rgb_label(root: Path) -> str:
     path = root / "labels" / "000007.png"
     Image.open(path).convert("RGB").save(path)
@@ -81,7 +76,6 @@ CASES = [
     (corrupt_image, COUNT - 1),
     (truncated_image, COUNT - 1),
     (missing_label, COUNT - 1),
-    (wrong_size_label, COUNT - 1),
     (rgb_label, COUNT - 1),
     (label_out_of_range, COUNT - 1),
     (unknown_partition_id, COUNT - 1),
@@ -164,6 +158,15 @@ def test_hq_part_mask_of_another_size_is_named(hq, tmp_path):
         _prepare_hq(hq, tmp_path / "out")
     assert "00002_hair.png" in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_hq_masks_without_the_image_aspect_are_named(hq, tmp_path):
+    for part in (hq / "CelebAMask-HQ-mask-anno" / "0").glob("00003_*.png"):
+        Image.open(part).resize((16, 12)).save(part)
+    with pytest.raises(DatasetError) as err:
+        _prepare_hq(hq, tmp_path / "out")
+    assert "00003_*.png" in str(err.value) and "aspect" in str(err.value)
+    assert len(err.value.problems) == 1
 
 
 def test_hq_image_without_parts_is_named(hq, tmp_path):
