@@ -72,7 +72,10 @@ def ready_lpips(model: lpips.LPIPS, device: str | torch.device = "cpu") -> lpips
 
 
 def build_lpips(device: str | torch.device = "cpu") -> lpips.LPIPS:
-    """LPIPS-AlexNet v0.1 with torchvision's pretrained trunk; LPIPSUnavailableError when that file is absent or unusable."""
+    """LPIPS-AlexNet v0.1 with torchvision's pretrained trunk.
+
+    Raises LPIPSUnavailableError when that weights file is absent or unusable.
+    """
     if not lpips_available():
         raise LPIPSUnavailableError(unavailable_message())
     model = calibrated_lpips()

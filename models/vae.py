@@ -3,8 +3,10 @@
 Layers follow the authors' Keras code (training.py): conv blocks are conv -> BatchNorm -> ELU,
 decoder stages are ConvBlockTranspose then ConvBlock, BatchNorm and initialisation use Keras's
 defaults, and transposed convs reproduce Keras's 'same'/'valid' output alignment exactly.
-Deviation: convs that feed a BatchNorm have no bias (BatchNorm's shift makes it redundant), so at
-144 px the model has 4,032 (4,480 with the mask decoder) fewer parameters than the Keras one.
+Deviations: convs that feed a BatchNorm have no bias (BatchNorm's shift makes it redundant), so at
+144 px the model has 4,032 (4,480 with the mask decoder) fewer parameters than the Keras one; and
+sampling scales the noise by exp(log_scale), where the authors' `sampling` multiplies it by the
+head's raw output although their KL term reads that output as a log standard deviation.
 
 Sizes follow the encoder's pooling chain (floor-halving down to 1 px), so the decoder mirrors it
 exactly at any supported resolution (144 px: 1, 2, 4, 9, 18, 36, 72, 144).
@@ -260,7 +262,8 @@ class FaceVAE(nn.Module):
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[FaceVAE, dict[str, Any]]:
+    def load(cls, directory: str | os.PathLike[str],
+             device: str | torch.device = "cpu") -> tuple[FaceVAE, dict[str, Any]]:
         """Rebuild a model written by `save`, in eval mode on `device`, and the metadata saved with it."""
         directory = Path(directory)
         meta, config = _read_meta(directory / MODEL_META_FILE)

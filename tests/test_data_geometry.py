@@ -59,7 +59,8 @@ def _face_parsing_layout(root, count=3):
     top, bottom, left, right = RECT
     for i in range(count):
         image = np.full((CELEBA[1], CELEBA[0], 3), 20, np.uint8)
-        image[round(top * CELEBA[1]): round(bottom * CELEBA[1]), round(left * CELEBA[0]): round(right * CELEBA[0])] = 230
+        rows = slice(round(top * CELEBA[1]), round(bottom * CELEBA[1]))
+        image[rows, round(left * CELEBA[0]): round(right * CELEBA[0])] = 230
         Image.fromarray(image).save(root / "img" / f"{i:06d}.jpg", quality=95)
         labels = np.zeros((PARSING, PARSING), np.uint8)
         labels[int(top * PARSING): int(bottom * PARSING), int(left * PARSING): int(right * PARSING)] = CLASS_ID["skin"]

@@ -15,7 +15,9 @@ from data.synthetic import render_faces, split_counts
 HQ_PARTS: tuple[str, ...] = tuple(c for c in FACE_PARSING_CLASSES if c != "background")
 
 
-def _render_jpeg_ready(count: int, size: int | tuple[int, int], seed: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def _render_jpeg_ready(
+    count: int, size: int | tuple[int, int], seed: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (index, image HxWx3, labels HxW); a (width, height) is cut from the centre of a square render."""
     width, height = (size, size) if isinstance(size, int) else size
     if width > height:
