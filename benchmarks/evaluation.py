@@ -70,15 +70,17 @@ def test_split(size: int, count: int, seed: int = 2) -> tuple[torch.Tensor, torc
 
 
 def measure_size(size: int, count: int, batch_size: int, repeats: int, threads: int = 1, device: str = "cpu",
-                 lpips: str = "random-backbone", target: Target | None = TARGET) -> Row:
+                 target: Target | None = TARGET) -> Row:
     """One thread on CPU counts CPU-seconds; more threads, or CUDA, count wall-clock seconds."""
     from models.metrics import MetricSuite
+    from tests.helpers.lpips_nets import random_backbone_lpips
 
     where = torch.device(device)
     cpu_clock = where.type == "cpu" and threads == 1
     images, masks = test_split(size, count)
     pred, images, masks = predictions(images).to(where), images.to(where), masks.to(where)
-    suite = MetricSuite(size, device=where, lpips=lpips)
+    # An untrained AlexNet costs what the pretrained one does, and needs no weights file.
+    suite = MetricSuite(size, device=where, lpips_model=random_backbone_lpips())
     with torch_threads(threads):
         runs = {"per_image": lambda: score_per_image(suite, pred, images, masks, cpu_clock),
                 "batched": lambda: score_batched(suite, pred, images, masks, batch_size, cpu_clock)}
@@ -89,7 +91,7 @@ def measure_size(size: int, count: int, batch_size: int, repeats: int, threads: 
     unit = "images/cpu-s" if cpu_clock else "images/s"
     place = "CUDA" if where.type == "cuda" else f"{threads} thread{'s' if threads > 1 else ''}"
     details = {"images": len(pred), "image_size": size, "batch_size": batch_size, "regions": ["full", "face"],
-               "lpips": lpips, "device": where.type, "threads": threads, "clock": "cpu" if cpu_clock else "wall",
+               "lpips": "untrained AlexNet", "device": where.type, "threads": threads, "clock": "cpu" if cpu_clock else "wall",
                "samples": samples}
     return Row(NAME, f"MetricSuite, {count} test faces at {size} px, batches of {batch_size}, {REGIONS}, {place}",
                unit, ours, baseline, "one image at a time", target, paired, details=details)

@@ -36,7 +36,7 @@ class FolderLoader:
         self.lut = mask_lut(DEFAULT_FACE_CLASSES)
 
     def _load(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from data.prepare import centre_crop_box
+        from data.geometry import centre_crop_box
 
         with Image.open(self.images[k]) as image:
             box = centre_crop_box(*image.size)
@@ -68,12 +68,12 @@ def _rate(batches) -> float:
 def make_dataset(root: Path, count: int, size: int, shard_rows: int) -> tuple[Path, Path]:
     """CelebA's layout rendered by data.synthetic, and the same faces prepared into shards."""
     from data.prepare import prepare
-    from data.synthetic import write_celeba_layout
+    from tests.helpers.fake_layouts import write_celeba_layout
 
     source = write_celeba_layout(root / "celeba", count, CELEBA_SIZE, seed=0)
     prepared = root / "prepared"
     prepare(prepared, "celeba", source / "img_align_celeba", source / "labels", source / "list_eval_partition.txt",
-            size, shard_rows=shard_rows, progress=False)
+            size, shard_rows=shard_rows, progress=False, resize="center_crop")
     return source, prepared
 
 

@@ -48,7 +48,7 @@ def plain_loop(config, data) -> Timing:
     """A hand-written loop doing train()'s steps, from float tensors held in memory."""
     from data.loader import epoch_seed
     from models.losses import LossWeights, loss_terms
-    from models.vae import FaceVAE
+    from models.vae import FaceVAE, FaceVAEConfig
 
     from study.training.device import plan_device
 
@@ -58,8 +58,8 @@ def plain_loop(config, data) -> Timing:
     images, masks = data.tensors("train", range(data.size("train")), channels_last=layout)
     wall = Stopwatch()
     torch.manual_seed(config.seed)
-    model = FaceVAE(image_size=data.image_size, width=config.model.width, latent_dim=config.model.latent_dim,
-                    use_mask=True)
+    model = FaceVAE(FaceVAEConfig(image_size=data.image_size, width=config.model.width,
+                                  latent_dim=config.model.latent_dim, use_mask=True))
     if layout:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

@@ -1,9 +1,8 @@
 """Convert a face source (real or synthetic) into the prepared shard format.
 
-Geometry: images are centre-cropped to a square (CelebA's aligned 178x218 crops lose 20 rows at
-the top and bottom, keeping the face centred), then resized to ``size`` with PIL's antialiased
-bicubic filter. Labels get the same crop and a nearest-neighbour resize, then become the 0/1 face
-mask. Large JPEGs are decoded at a reduced DCT scale (still at least twice ``size``) for speed.
+Geometry (see data.geometry): ``squash`` (the authors' bilinear resize of the whole frame) or
+``center_crop``; labels follow the image and then become the 0/1 face mask. Large JPEGs are
+decoded at a reduced DCT scale (still at least twice ``size``) for speed.
 """
 
 from __future__ import annotations
@@ -14,24 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from data.errors import DatasetError
+from data.geometry import NOTES, check_resize, resize_image, resize_labels
 from data.labels import DEFAULT_FACE_CLASSES, mask_lut, validate_classes
 from data.shards import DEFAULT_SHARD_ROWS, SPLITS, DatasetWriter, Manifest
 from data.sources import SOURCES, Problem, Source, SourceFileError, SourceRecord
 from data.synthetic import render_faces, split_counts
 
-CROP_NOTE = "centre square crop (min side), then resize: image bicubic, labels nearest"
 _CHUNK = 64  # records decoded per pool round-trip; bounds memory held by the pool
-
-
-def centre_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
-    """The centred square (left, top, right, bottom) used for both images and labels."""
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return left, top, left + side, top + side
 
 
 def _check_size(size: int) -> None:
@@ -40,7 +31,7 @@ def _check_size(size: int) -> None:
 
 
 def decode_record(
-    rec: SourceRecord, size: int, lut: np.ndarray, label_size: str
+    rec: SourceRecord, size: int, lut: np.ndarray, label_size: str, resize: str
 ) -> tuple[np.ndarray, np.ndarray] | Problem:
     """(image (size, size, 3) uint8, mask (size, size) uint8) or the Problem naming the bad file."""
     try:
@@ -58,14 +49,10 @@ def decode_record(
     except Exception as exc:  # as above: a decoder failure names the label file
         return Problem(rec.label_file, f"unreadable labels: {exc}", rec.id)
     lh, lw = labels.shape
-    if label_size == "equal" and (lw, lh) != (width, height):
-        return Problem(rec.label_file, f"labels are {lw}x{lh} but the image is {width}x{height}", rec.id)
     if label_size == "aspect" and lw * height != lh * width:
         return Problem(rec.label_file, f"labels {lw}x{lh} do not have the image's aspect ({width}x{height})", rec.id)
-    image = rgb.crop(centre_crop_box(*rgb.size)).resize((size, size), Image.Resampling.BICUBIC)
-    label_img = Image.fromarray(labels, mode="L").crop(centre_crop_box(lw, lh))
-    small = np.asarray(label_img.resize((size, size), Image.Resampling.NEAREST))
-    return np.asarray(image, dtype=np.uint8), lut[small]
+    image = resize_image(rgb, size, resize)
+    return image, lut[resize_labels(labels, (width, height), size, resize)]
 
 
 def _chunks(items: Sequence[SourceRecord], n: int) -> Iterable[Sequence[SourceRecord]]:
@@ -87,9 +74,11 @@ def prepare(
     *,
     overwrite: bool = False,
     workers: int | None = None,
+    resize: str | None = None,
 ) -> Manifest:
     """Prepare a real source into OUT.
 
+    ``resize`` is "squash" or "center_crop" (None: the source's default, squash for CelebA).
     Every bad file is collected; by default they are all listed in one DatasetError and OUT is
     not created. With ``skip_bad`` they are left out and named in the manifest.
     """
@@ -98,6 +87,7 @@ def prepare(
     _check_size(size)
     classes = validate_classes(face_classes)
     src: Source = SOURCES[source]
+    resize = check_resize(src.default_resize if resize is None else resize)
     scan = src.scan(Path(images), Path(masks), Path(partition) if partition is not None else None)
     problems: list[Problem] = list(scan.problems)
     excluded = {p.id for p in problems if p.id is not None}
@@ -113,13 +103,13 @@ def prepare(
             shard_rows=shard_rows,
             overwrite=overwrite,
             partition=scan.partition,
-            notes={"crop": CROP_NOTE},
+            notes={"resize": resize, "geometry": NOTES[resize]},
         ) as writer,
         ThreadPoolExecutor(max_workers=workers) as pool,
         tqdm(total=len(records), disable=not progress, unit="img", desc=f"prepare {source}") as bar,
     ):
         for chunk in _chunks(records, _CHUNK):
-            results = list(pool.map(lambda r: decode_record(r, size, lut, src.label_size), chunk))
+            results = list(pool.map(lambda r: decode_record(r, size, lut, src.label_size, resize), chunk))
             rows: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {s: [] for s in SPLITS}
             for rec, result in zip(chunk, results):
                 if isinstance(result, Problem):

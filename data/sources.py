@@ -70,9 +70,12 @@ class Scan:
 
 
 class Source(Protocol):
-    #: "equal": labels have the image's size; "aspect": same aspect ratio (e.g. 512 px masks
-    #: of 1024 px images) and are resized with the image.
-    label_size: Literal["equal", "aspect"]
+    #: Labels always cover the image's frame. "any": at any resolution (face-parsing.PyTorch writes
+    #: 512x512 maps of 178x218 CelebA crops); "aspect": with the image's aspect ratio (512 px masks
+    #: of 1024 px images), anything else being a bad file.
+    label_size: Literal["any", "aspect"]
+    #: data.geometry mode used when the caller names none.
+    default_resize: Literal["squash", "center_crop"]
 
     def scan(self, images: Path, masks: Path, partition: Path | None) -> Scan: ...
 
@@ -183,7 +186,9 @@ def read_label_png(path: Path) -> np.ndarray:
 class CelebASource:
     """CelebA aligned images, face-parsing label PNGs (same stem) and list_eval_partition.txt."""
 
-    label_size: Literal["equal", "aspect"] = "equal"
+    label_size: Literal["any", "aspect"] = "any"
+    # The authors squash the 178x218 crops to 144x144 (utils.py, resize_imx144).
+    default_resize: Literal["squash", "center_crop"] = "squash"
 
     def scan(self, images: Path, masks: Path, partition: Path | None) -> Scan:
         _require_dir(images, "images")
@@ -221,7 +226,9 @@ class CelebAMaskHQSource:
     come from a hash of the id (80/10/10).
     """
 
-    label_size: Literal["equal", "aspect"] = "aspect"
+    label_size: Literal["any", "aspect"] = "aspect"
+    # Square 1024 px images: no crop either way, and the antialiased bicubic suits the large reduction.
+    default_resize: Literal["squash", "center_crop"] = "center_crop"
 
     def scan(self, images: Path, masks: Path, partition: Path | None) -> Scan:
         _require_dir(images, "images")

@@ -18,6 +18,8 @@ from torch import Tensor
 from .loss_names import loss_components
 from .vae import VAEOutput
 
+SSIM_LOSS_WINDOW = 9
+
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -36,8 +38,19 @@ def full_precision(reference: Tensor) -> Iterator[None]:
         yield
 
 
+def ssim_loss_window(side: int) -> int:
+    """9 (the authors' tf.image.ssim filter_size), or the largest odd window that fits a smaller image."""
+    if side >= SSIM_LOSS_WINDOW:
+        return SSIM_LOSS_WINDOW
+    if side < 1:
+        raise ValueError(f"images of side {side} px are too small for SSIM")
+    return side if side % 2 else side - 1
+
+
 def _one_minus_ssim(pred: Tensor, target: Tensor) -> Tensor:
-    return 1 - _ssim(pred, target, data_range=1.0, size_average=True)
+    # Gaussian sigma 1.5, K = (0.01, 0.03), valid filtering: tf.image.ssim's defaults as well.
+    win = ssim_loss_window(min(pred.shape[-2:]))
+    return 1 - _ssim(pred, target, data_range=1.0, size_average=True, win_size=win)
 
 
 def _l1(pred: Tensor, target: Tensor) -> Tensor:
@@ -54,7 +67,8 @@ RECONSTRUCTION_TERMS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "l2": _l2,
 }
 
-DICE_EPS = 1e-6
+DICE_SMOOTH = 1.0
+DICE_EPS = 1e-8
 
 
 def _term_weight(weights: LossWeights, term: str) -> float:
@@ -84,18 +98,24 @@ def kl_divergence(mean: Tensor, log_scale: Tensor) -> Tensor:
     return per_dim.mean()
 
 
+def dice_loss(prob: Tensor, target: Tensor) -> Tensor:
+    """The authors' squared Dice over the whole batch at once (not averaged per image):
+    `1 - (2 sum|T*P| + 1) / (sum T^2 + sum P^2 + 1 + 1e-8)`."""
+    overlap = (target * prob).abs().sum()
+    total_area = (target.square() + prob.square()).sum()
+    return 1 - (2 * overlap + DICE_SMOOTH) / (total_area + DICE_SMOOTH + DICE_EPS)
+
+
 def mask_loss(mask_logits: Tensor, target: Tensor) -> Tensor:
-    """Pixel-mean BCE-with-logits plus soft Dice `1 - (2|P.T| + eps) / (|P| + |T| + eps)` averaged over images."""
+    """Binary cross-entropy averaged over every pixel of the batch (Keras's BinaryCrossentropy() reduction)
+    plus the batch-level `dice_loss`."""
     if mask_logits.shape != target.shape:
         raise ValueError(f"mask logits {tuple(mask_logits.shape)} and target mask {tuple(target.shape)} differ in shape")
     with full_precision(mask_logits):
         logits, target = mask_logits.float(), target.float()
+        # From logits for stability; Keras's probability clip at 1e-7 would only bind on saturated pixels.
         bce = F.binary_cross_entropy_with_logits(logits, target)
-        prob = torch.sigmoid(logits).flatten(1)
-        truth = target.flatten(1)
-        overlap = (prob * truth).sum(1)
-        dice = 1 - (2 * overlap + DICE_EPS) / (prob.sum(1) + truth.sum(1) + DICE_EPS)
-    return bce + dice.mean()
+        return bce + dice_loss(torch.sigmoid(logits), target)
 
 
 def loss_terms(out: VAEOutput, images: Tensor, masks: Tensor | None, loss_name: str, kl_weight: float,

@@ -13,9 +13,10 @@ Fixed per resolution (so numbers at one size are comparable):
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
+from lpips import LPIPS
 from torch import Tensor
 
 from .perceptual import (
@@ -25,6 +26,7 @@ from .perceptual import (
     lpips_layer_maps,
     lpips_region_scores,
     lpips_weights_path,
+    ready_lpips,
 )
 from .ssim import MS_SSIM_WEIGHTS, ms_ssim, ssim_maps
 from .vif import vif_p, vif_scales
@@ -139,34 +141,35 @@ def cheap_metrics(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
         }
 
 
-LPIPS_MODES: dict[str, Callable[[], bool | None]] = {
-    # mode -> whether the backbone is pretrained (None: LPIPS off)
-    "auto": lambda: True if lpips_available() else None,
-    "require": lambda: True,
-    "off": lambda: None,
-    "random-backbone": lambda: False,
-}
+LPIPS_MODES: tuple[str, ...] = ("auto", "require", "off")
 
 
 class MetricSuite:
     """All six paper metrics for images of one resolution.
 
-    lpips: "auto" uses LPIPS when the AlexNet weights are present and reports NaN otherwise;
-    "require" raises LPIPSUnavailableError now when they are absent; "off" reports NaN;
-    "random-backbone" uses an untrained AlexNet and exists only to test the plumbing.
+    lpips: "auto" uses the pretrained LPIPS when the AlexNet weights are present and reports NaN
+    otherwise; "require" raises LPIPSUnavailableError now when they are absent; "off" reports NaN.
+    lpips_model: an LPIPS network (lpips.LPIPS, AlexNet) to use instead of the pretrained one.
     """
 
-    def __init__(self, image_size: int, device: str | torch.device = "cpu", lpips: str = "auto") -> None:
+    def __init__(self, image_size: int, device: str | torch.device = "cpu", lpips: str = "auto",
+                 lpips_model: LPIPS | None = None) -> None:
         if lpips not in LPIPS_MODES:
-            raise ValueError(f"lpips={lpips!r}: expected one of {sorted(LPIPS_MODES)}")
+            raise ValueError(f"lpips={lpips!r}: expected one of {list(LPIPS_MODES)}")
+        if lpips == "off" and lpips_model is not None:
+            raise ValueError("lpips='off' and an lpips_model were both given: pass one or the other")
         self.image_size = int(image_size)
         self.device = torch.device(device)
         self.ssim_window = ssim_window(self.image_size)
         self.ms_ssim_window, self.ms_ssim_weights = ms_ssim_settings(self.image_size)
         if vif_scales(self.image_size) == 0:
             raise ValueError(f"image_size={self.image_size} is too small for VIF (needs at least 17 px)")
-        pretrained = LPIPS_MODES[lpips]()  # "require" without weights raises in build_lpips
-        self._lpips = None if pretrained is None else build_lpips(pretrained, self.device)
+        if lpips_model is not None:
+            self._lpips: LPIPS | None = ready_lpips(lpips_model, self.device)
+        elif lpips == "require" or (lpips == "auto" and lpips_available()):
+            self._lpips = build_lpips(self.device)  # raises LPIPSUnavailableError when the weights are unusable
+        else:
+            self._lpips = None
         self.lpips_mode = lpips
 
     @property

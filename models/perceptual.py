@@ -48,10 +48,8 @@ def _lpips_linear_weights() -> Path:
     return Path(lpips.__file__).resolve().parent / "weights" / "v0.1" / "alex.pth"
 
 
-def build_lpips(pretrained_backbone: bool, device: str | torch.device = "cpu") -> lpips.LPIPS:
-    """LPIPS-AlexNet v0.1; an untrained trunk when `pretrained_backbone` is False (plumbing tests only)."""
-    if pretrained_backbone and not lpips_available():
-        raise LPIPSUnavailableError(unavailable_message())
+def calibrated_lpips() -> lpips.LPIPS:
+    """LPIPS-AlexNet v0.1 with its calibration (linear) layers loaded and the AlexNet trunk untrained."""
     # Random initialisation below must not shift the caller's RNG stream (training reproducibility).
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's deprecation notice for lpips's `pretrained=` call
@@ -63,19 +61,34 @@ def build_lpips(pretrained_backbone: bool, device: str | torch.device = "cpu") -
         raise RuntimeError(f"{_lpips_linear_weights()}: expected LPIPS linear layers {sorted(expected)}, "
                            f"found {sorted(linear)}")
     model.load_state_dict(linear, strict=False)
-    if pretrained_backbone:
-        path = lpips_weights_path()
-        try:
-            trunk = torch.load(path, map_location="cpu", weights_only=True)
-            # lpips slices keep torchvision's layer indices: net.sliceK.<i>.weight <- features.<i>.weight
-            state = {name: trunk["features." + name.split(".", 1)[1]] for name in model.net.state_dict()}
-            model.net.load_state_dict(state)
-        except Exception as error:  # unreadable, truncated or not AlexNet: same remedy
-            raise LPIPSUnavailableError(f"{path} is not a usable AlexNet weights file ({error}). "
-                                        + unavailable_message()) from None
+    return model
+
+
+def ready_lpips(model: lpips.LPIPS, device: str | torch.device = "cpu") -> lpips.LPIPS:
+    """Frozen, in eval mode and channels-last on `device`: how the metrics run any LPIPS network."""
     model.requires_grad_(False)
     # Channels-last convolutions: 1.2x faster on CPU here and the layout CUDA's kernels want.
     return model.eval().to(device=device, memory_format=torch.channels_last)
+
+
+def build_lpips(device: str | torch.device = "cpu") -> lpips.LPIPS:
+    """LPIPS-AlexNet v0.1 with torchvision's pretrained trunk.
+
+    Raises LPIPSUnavailableError when that weights file is absent or unusable.
+    """
+    if not lpips_available():
+        raise LPIPSUnavailableError(unavailable_message())
+    model = calibrated_lpips()
+    path = lpips_weights_path()
+    try:
+        trunk = torch.load(path, map_location="cpu", weights_only=True)
+        # lpips slices keep torchvision's layer indices: net.sliceK.<i>.weight <- features.<i>.weight
+        state = {name: trunk["features." + name.split(".", 1)[1]] for name in model.net.state_dict()}
+        model.net.load_state_dict(state)
+    except Exception as error:  # unreadable, truncated or not AlexNet: same remedy
+        raise LPIPSUnavailableError(f"{path} is not a usable AlexNet weights file ({error}). "
+                                    + unavailable_message()) from None
+    return ready_lpips(model, device)
 
 
 def lpips_layer_maps(model: lpips.LPIPS, x: Tensor, y: Tensor) -> list[Tensor]:

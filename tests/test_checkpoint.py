@@ -7,13 +7,15 @@ import pickle
 import pytest
 import torch
 
-from models.vae import FaceVAE
-from study.training.checkpoint import CheckpointError, export_model, latest_loadable_checkpoint, load_checkpoint, load_model, save_checkpoint
+from models.vae import FaceVAE, FaceVAEConfig
+from study.training.checkpoint import (
+    CheckpointError, export_model, latest_loadable_checkpoint, load_checkpoint, load_model, save_checkpoint,
+)
 
 
 def _model():
     torch.manual_seed(0)
-    return FaceVAE(image_size=32, width=0.125, latent_dim=8, use_mask=True)
+    return FaceVAE(FaceVAEConfig(image_size=32, width=0.125, latent_dim=8, use_mask=True))
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):

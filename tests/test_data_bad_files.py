@@ -9,7 +9,7 @@ from PIL import Image
 from data.errors import DatasetError
 from data.prepare import prepare
 from data.shards import SPLITS, read_split
-from data.synthetic import write_celeba_layout, write_celebamask_hq_layout
+from tests.helpers.fake_layouts import write_celeba_layout, write_celebamask_hq_layout
 
 COUNT = 12
 
@@ -28,11 +28,6 @@ def truncated_image(root: Path) -> str:
 def missing_label(root: Path) -> str:
     (root / "labels" / "000005.png").unlink()
     return "000005.png"
-
-
-def wrong_size_label(root: Path) -> str:
-    Image.new("L", (20, 20)).save(root / "labels" / "000006.png")
-    return "000006.png"
 
 
 def rgb_label(root: Path) -> str:
@@ -81,7 +76,6 @@ CASES = [
     (corrupt_image, COUNT - 1),
     (truncated_image, COUNT - 1),
     (missing_label, COUNT - 1),
-    (wrong_size_label, COUNT - 1),
     (rgb_label, COUNT - 1),
     (label_out_of_range, COUNT - 1),
     (unknown_partition_id, COUNT - 1),
@@ -164,6 +158,15 @@ def test_hq_part_mask_of_another_size_is_named(hq, tmp_path):
         _prepare_hq(hq, tmp_path / "out")
     assert "00002_hair.png" in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_hq_masks_without_the_image_aspect_are_named(hq, tmp_path):
+    for part in (hq / "CelebAMask-HQ-mask-anno" / "0").glob("00003_*.png"):
+        Image.open(part).resize((16, 12)).save(part)
+    with pytest.raises(DatasetError) as err:
+        _prepare_hq(hq, tmp_path / "out")
+    assert "00003_*.png" in str(err.value) and "aspect" in str(err.value)
+    assert len(err.value.problems) == 1
 
 
 def test_hq_image_without_parts_is_named(hq, tmp_path):

@@ -4,12 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from data.labels import CLASS_ID, DEFAULT_FACE_CLASSES, face_mask
 from data.prepare import prepare, synthesize
 from data.shards import SPLITS, load_manifest, read_split, verify
-from data.synthetic import render_faces, write_celeba_layout, write_celebamask_hq_layout
+from data.synthetic import render_faces
+from tests.helpers.fake_layouts import write_celeba_layout, write_celebamask_hq_layout
 
 SPLIT_OF = {"0": "train", "1": "val", "2": "test"}
 
@@ -20,17 +22,30 @@ def _centre(img: Image.Image) -> Image.Image:
     return img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
 
 
+def _bilinear(img: Image.Image, size: int) -> np.ndarray:
+    """Half-pixel bilinear without antialiasing (cv2's INTER_LINEAR), in float by torch."""
+    pixels = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)[None]
+    out = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
+    return out[0].permute(1, 2, 0).numpy()
+
+
 def _partition(path: Path) -> dict[str, str]:
     return {Path(n).stem: SPLIT_OF[p] for n, p in (line.split() for line in path.read_text().splitlines())}
 
 
 @pytest.fixture(scope="module")
-def celeba(tmp_path_factory):
-    root = write_celeba_layout(tmp_path_factory.mktemp("celeba"), 30, (40, 48), seed=11)
-    out = root.parent / "prepared"
+def celeba_source(tmp_path_factory):
+    return write_celeba_layout(tmp_path_factory.mktemp("celeba"), 30, (40, 48), seed=11)
+
+
+@pytest.fixture(scope="module", params=["squash", "center_crop"])
+def celeba(request, celeba_source, tmp_path_factory):
+    root = celeba_source
+    out = tmp_path_factory.mktemp("prepared") / request.param
+    resize = None if request.param == "squash" else request.param  # squash is CelebA's default
     manifest = prepare(
         out, "celeba", root / "img_align_celeba", root / "labels", root / "list_eval_partition.txt",
-        32, shard_rows=8, progress=False,
+        32, shard_rows=8, progress=False, resize=resize,
     )
     return root, out, manifest
 
@@ -44,27 +59,33 @@ def test_celeba_counts_follow_the_partition_file(celeba):
         assert manifest.counts[split] == len(arrays) == arrays.images.shape[0] == arrays.masks.shape[0]
 
 
-def test_celeba_masks_are_exact_and_images_match_pil(celeba):
-    root, out, _ = celeba
+def test_celeba_masks_are_exact_and_images_match_the_mode(celeba):
+    root, out, manifest = celeba
+    squash = manifest.notes["resize"] == "squash"
     for split in SPLITS:
         arrays = read_split(out, split)
         for i, image, mask in zip(arrays.ids, arrays.images, arrays.masks):
             with Image.open(root / "labels" / f"{i}.png") as lab:
-                labels = np.asarray(_centre(lab).resize((32, 32), Image.Resampling.NEAREST))
+                framed = lab if squash else _centre(lab)
+                labels = np.asarray(framed.resize((32, 32), Image.Resampling.NEAREST))
             np.testing.assert_array_equal(mask, face_mask(labels, DEFAULT_FACE_CLASSES))
             with Image.open(root / "img_align_celeba" / f"{i}.jpg") as img:
-                expected = np.asarray(_centre(img.convert("RGB")).resize((32, 32), Image.Resampling.BICUBIC))
-            assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1
+                if squash:
+                    expected = _bilinear(img, 32)
+                else:
+                    expected = np.asarray(_centre(img.convert("RGB")).resize((32, 32), Image.Resampling.BICUBIC))
+            assert np.abs(image.astype(float) - expected.astype(float)).max() <= 1
 
 
 def test_celeba_images_resemble_the_rendered_faces(celeba):
     # Independent of PIL's pipeline: after the JPEG round trip and the resize, each prepared
     # image is still closest to the face it was rendered from.
-    _, out, _ = celeba
+    _, out, manifest = celeba
     arrays = read_split(out, "train")
     originals, _ = render_faces(30, 48, seed=11)
-    # The layout is the 48 px render cut to 40x48; preparing takes its centre 40x40.
-    crops = [Image.fromarray(o[4:44, 4:44]).resize((32, 32), Image.Resampling.BICUBIC) for o in originals]
+    # The layout is the 48 px render cut to 40x48: squashed whole, or its centre 40x40.
+    rows = slice(None) if manifest.notes["resize"] == "squash" else slice(4, 44)
+    crops = [Image.fromarray(o[rows, 4:44]).resize((32, 32), Image.Resampling.BICUBIC) for o in originals]
     refs = np.stack([np.asarray(c) for c in crops]).astype(float)
     for idx, image in zip(arrays.ids, arrays.images):
         errors = np.abs(refs - image.astype(float)).mean(axis=(1, 2, 3))
@@ -78,6 +99,7 @@ def test_celeba_manifest_fields(celeba):
     assert again == manifest
     assert manifest.source == "celeba"
     assert manifest.image_size == 32
+    assert manifest.notes["resize"] == out.name and manifest.notes["geometry"]  # CelebA's default is squash
     assert manifest.mask_classes == list(DEFAULT_FACE_CLASSES)
     assert manifest.skipped == 0 and manifest.skipped_files == []
     assert manifest.format_version == 1
@@ -173,6 +195,26 @@ def test_synthesize_rejects_bad_arguments(tmp_path, kwargs, field):
     assert not (tmp_path / "x").exists()
 
 
+def test_prepare_rejects_an_unknown_resize(celeba_source, tmp_path):
+    root = celeba_source
+    with pytest.raises(ValueError, match="resize"):
+        prepare(tmp_path / "x", "celeba", root / "img_align_celeba", root / "labels", None, 32, progress=False,
+                resize="stretch")
+    assert not (tmp_path / "x").exists()
+
+
 def test_prepare_rejects_unknown_source(tmp_path):
     with pytest.raises(ValueError, match="nope"):
         prepare(tmp_path / "x", "nope", tmp_path, tmp_path, None, 32, progress=False)
+
+
+@pytest.mark.parametrize(("flag", "recorded"), [([], "squash"), (["--resize", "center_crop"], "center_crop")])
+def test_the_prepare_command_passes_the_resize_mode(celeba_source, tmp_path, flag, recorded):
+    from study.cli import main
+
+    root = celeba_source
+    out = tmp_path / "out"
+    argv = ["data", "prepare", str(out), "--source", "celeba", "--images", str(root / "img_align_celeba"),
+            "--masks", str(root / "labels"), "--size", "32", "--no-progress", *flag]
+    assert main(argv) == 0
+    assert load_manifest(out).notes["resize"] == recorded

@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from data.labels import CLASS_ID, DEFAULT_FACE_CLASSES, face_mask
-from data.synthetic import render_faces, save_sample_grid, write_celeba_layout, write_celebamask_hq_layout
+from data.synthetic import render_faces, save_sample_grid
+from tests.helpers.fake_layouts import write_celeba_layout, write_celebamask_hq_layout
 
 
 def test_same_seed_same_faces_and_different_seed_different_faces():

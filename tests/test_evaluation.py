@@ -9,6 +9,7 @@ from study.training.device import plan_device
 from study.training.evaluation import REGIONS, evaluate, evaluation_batch_size
 from study.training.trainer import build_model
 from tests.conftest import tiny_train_config
+from tests.helpers.lpips_nets import random_backbone_lpips
 
 
 def test_cpu_plan_is_channels_last_unless_the_fast_path_is_off():
@@ -33,7 +34,7 @@ def test_every_test_image_is_scored_in_both_regions_whatever_the_batching(face_d
     config = tiny_train_config()
     torch.manual_seed(0)
     model = build_model(config, face_data.image_size)
-    suite = MetricSuite(face_data.image_size, lpips="random-backbone")
+    suite = MetricSuite(face_data.image_size, lpips_model=random_backbone_lpips())
     default = evaluate(model, face_data, suite)
     small = evaluate(model, face_data, suite, batch_size=7)
     count = face_data.size("test")

@@ -6,19 +6,21 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.signal import correlate2d
 from skimage.metrics import structural_similarity
 
+from models.loss_names import LOSS_NAMES, LOSS_TERMS, loss_components
 from models.losses import (
-    LOSS_NAMES,
     RECONSTRUCTION_TERMS,
     LossWeights,
     kl_divergence,
-    loss_components,
+    dice_loss,
     loss_terms,
     mask_loss,
     reconstruction_loss,
+    ssim_loss_window,
 )
-from models.vae import FaceVAE
+from models.vae import FaceVAE, FaceVAEConfig
 
 
 def _pair(size: int = 16, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,6 +31,7 @@ def _pair(size: int = 16, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, 
 
 
 def _skimage_ssim(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """skimage's Gaussian SSIM: sigma 1.5, an 11-tap window (truncate 3.5) it does not let one change."""
     values = [
         structural_similarity(p.permute(1, 2, 0).double().numpy(), t.permute(1, 2, 0).double().numpy(),
                               gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0,
@@ -38,10 +41,34 @@ def _skimage_ssim(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(np.mean(values))
 
 
+def _tf_ssim(pred: torch.Tensor, target: torch.Tensor, filter_size: int) -> float:
+    """tf.image.ssim's recipe: normalised Gaussian window (sigma 1.5), valid filtering, K = (0.01, 0.03),
+    mean over pixels and channels, then over images."""
+    coords = np.arange(filter_size) - (filter_size - 1) / 2
+    taps = np.exp(-coords**2 / (2 * 1.5**2))
+    window = np.outer(taps, taps) / taps.sum() ** 2
+    c1, c2 = 0.01**2, 0.03**2
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return correlate2d(a, window, mode="valid")
+
+    maps = []
+    for image_p, image_t in zip(pred.double().numpy(), target.double().numpy()):
+        for x, y in zip(image_p, image_t):
+            mx, my = blur(x), blur(y)
+            vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+            maps.append(((2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean())
+    return float(np.mean(maps))
+
+
 def test_paper_defaults() -> None:
     assert LossWeights() == LossWeights(ssim=1.0, l1=4.0, l2=100.0, mask=1.0)
     assert LOSS_NAMES == ("l1", "l2", "ssim", "ssim+l1", "ssim+l2")
     assert set(RECONSTRUCTION_TERMS) == {"ssim", "l1", "l2"}
+
+
+def test_the_loss_grammar_names_exactly_the_implemented_terms() -> None:
+    assert set(LOSS_TERMS) == set(RECONSTRUCTION_TERMS)
 
 
 def test_loss_components() -> None:
@@ -68,19 +95,32 @@ def test_l1_and_l2_by_hand() -> None:
     assert total.item() == pytest.approx(3.0 * 0.375)
 
 
-def test_ssim_term_matches_skimage() -> None:
+def test_the_tf_reference_matches_skimage_at_its_window() -> None:
+    pred, target = _pair()
+    assert _tf_ssim(pred, target, 11) == pytest.approx(_skimage_ssim(pred, target), abs=1e-6)
+
+
+def test_ssim_term_uses_the_authors_window_9() -> None:
     pred, target = _pair()
     total, parts = reconstruction_loss("ssim", pred, target)
-    expected = 1 - _skimage_ssim(pred, target)
-    assert parts["rec_ssim"].item() == pytest.approx(expected, abs=1e-4)
-    assert total.item() == pytest.approx(expected, abs=1e-4)
+    expected = 1 - _tf_ssim(pred, target, 9)
+    assert parts["rec_ssim"].item() == pytest.approx(expected, abs=1e-5)
+    assert total.item() == pytest.approx(expected, abs=1e-5)
     assert 0.05 < expected < 1  # the pair is far enough apart for the comparison to mean something
+    assert abs(parts["rec_ssim"].item() - (1 - _tf_ssim(pred, target, 11))) > 1e-3
+
+
+def test_ssim_loss_window_shrinks_only_below_9_px() -> None:
+    assert [ssim_loss_window(side) for side in (144, 32, 9, 8, 7, 1)] == [9, 9, 9, 7, 7, 1]
+    pred, target = _pair(size=8)
+    _, parts = reconstruction_loss("ssim", pred, target)
+    assert parts["rec_ssim"].item() == pytest.approx(1 - _tf_ssim(pred, target, 7), abs=1e-5)
 
 
 @pytest.mark.parametrize("weights", [LossWeights(), LossWeights(ssim=2.0, l1=0.5, l2=7.0)])
 def test_weighted_combinations(weights: LossWeights) -> None:
     pred, target = _pair()
-    ssim_term = 1 - _skimage_ssim(pred, target)
+    ssim_term = 1 - _tf_ssim(pred, target, 9)
     l1 = (pred - target).abs().mean().item()
     l2 = ((pred - target) ** 2).mean().item()
     total, parts = reconstruction_loss("ssim+l1", pred, target, weights)
@@ -127,6 +167,18 @@ def test_kl_matches_monte_carlo() -> None:
     assert kl_divergence(mean, log_scale).item() == pytest.approx(estimate, abs=0.01)
 
 
+def test_dice_is_the_authors_batch_level_squared_form_by_hand() -> None:
+    # Two one-row images: truth [1, 1] and [0, 0], every prediction 0.5.
+    prob = torch.full((2, 1, 1, 2), 0.5)
+    target = torch.tensor([[[[1.0, 1.0]]], [[[0.0, 0.0]]]])
+    overlap = 0.5 + 0.5  # sum |T * P|
+    total_area = (1 + 1) + 4 * 0.25  # sum T^2 + sum P^2
+    expected = 1 - (2 * overlap + 1) / (total_area + 1 + 1e-8)  # = 0.25
+    assert dice_loss(prob, target).item() == pytest.approx(expected, rel=1e-6)
+    # Averaging per image instead would give (1 - 3/3.5 + 1 - 1/1.5) / 2 = 0.238.
+    assert dice_loss(prob, target).item() != pytest.approx(0.5 * ((1 - 3 / 3.5) + (1 - 1 / 1.5)), rel=1e-3)
+
+
 def test_mask_loss_by_hand() -> None:
     logits = torch.tensor([[[[0.0, 2.0], [-1.0, 3.0]]]])
     target = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
@@ -134,21 +186,23 @@ def test_mask_loss_by_hand() -> None:
     truth = [1.0, 0.0, 0.0, 1.0]
     bce = -sum(t * math.log(p) + (1 - t) * math.log(1 - p) for p, t in zip(sig, truth)) / 4
     overlap = sum(p * t for p, t in zip(sig, truth))
-    dice = 1 - 2 * overlap / (sum(sig) + sum(truth))
+    squares = sum(p * p for p in sig) + sum(t * t for t in truth)
+    dice = 1 - (2 * overlap + 1) / (squares + 1 + 1e-8)
     assert mask_loss(logits, target).item() == pytest.approx(bce + dice, rel=1e-5)
 
 
-def test_mask_loss_dice_is_per_image() -> None:
+def test_mask_loss_pools_the_whole_batch() -> None:
     logits = torch.tensor([[[[4.0, -4.0]]], [[[-4.0, 4.0]]]])
     target = torch.tensor([[[[1.0, 0.0]]], [[[1.0, 0.0]]]])
+    as_one_image = mask_loss(logits.reshape(1, 1, 1, 4), target.reshape(1, 1, 1, 4)).item()
+    assert mask_loss(logits, target).item() == pytest.approx(as_one_image, rel=1e-6)
     per_image = [mask_loss(logits[i: i + 1], target[i: i + 1]).item() for i in range(2)]
-    assert mask_loss(logits, target).item() == pytest.approx(sum(per_image) / 2, rel=1e-5)
-    assert per_image[0] < per_image[1]
+    assert mask_loss(logits, target).item() != pytest.approx(sum(per_image) / 2, rel=1e-3)
 
 
 def _masked_setup(use_mask: bool = True):
     torch.manual_seed(0)
-    model = FaceVAE(image_size=32, width=0.125, latent_dim=4, use_mask=use_mask)
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=0.125, latent_dim=4, use_mask=use_mask))
     images = torch.rand(2, 3, 32, 32)
     masks = torch.zeros(2, 1, 32, 32)
     masks[:, :, 8:24, 6:20] = 1

@@ -23,6 +23,7 @@ from models.metrics import (
 )
 from models.ssim import MS_SSIM_WEIGHTS, ms_ssim
 from models.vif import vif_p, vif_p_scales, vif_scales
+from tests.helpers.lpips_nets import random_backbone_lpips
 
 PAPER_REFERENCE = Path(__file__).resolve().parents[1] / "study" / "analysis" / "paper_reference.csv"
 
@@ -61,12 +62,12 @@ def empty_torch_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="module")
 def suite48() -> MetricSuite:
-    return MetricSuite(48, lpips="random-backbone")
+    return MetricSuite(48, lpips_model=random_backbone_lpips())
 
 
 @pytest.fixture(scope="module")
 def suite32() -> MetricSuite:
-    return MetricSuite(32, lpips="random-backbone")
+    return MetricSuite(32, lpips_model=random_backbone_lpips())
 
 
 def test_metric_names_match_the_paper_reference_columns() -> None:
@@ -265,6 +266,15 @@ def test_lpips_auto_without_weights_reports_nan(empty_torch_home) -> None:
     assert torch.isnan(MetricSuite(32, lpips="off")(images, images)["lpips"]).all()
 
 
+def test_an_injected_lpips_network_is_used_without_the_weights_file(empty_torch_home) -> None:
+    network = random_backbone_lpips()
+    suite = MetricSuite(32, lpips="require", lpips_model=network)
+    assert suite._lpips is network and suite.lpips_enabled
+    images = _faces(2, 32)
+    assert torch.isfinite(suite(_noisy(images, 0.1), images)["lpips"]).all()
+    assert not any(p.requires_grad for p in network.parameters()) and not network.training
+
+
 def test_lpips_require_without_weights_names_the_file(empty_torch_home) -> None:
     with pytest.raises(LPIPSUnavailableError) as error:
         MetricSuite(32, lpips="require")
@@ -302,6 +312,10 @@ def test_bad_inputs_are_rejected(suite32: MetricSuite) -> None:
     images = _faces(2, 32)
     with pytest.raises(ValueError, match="lpips"):
         MetricSuite(32, lpips="download")
+    with pytest.raises(ValueError, match="lpips"):
+        MetricSuite(32, lpips="random-backbone")
+    with pytest.raises(ValueError, match="off"):
+        MetricSuite(32, lpips="off", lpips_model=random_backbone_lpips())
     with pytest.raises(ValueError, match="image_size=32"):
         suite32(_faces(2, 48), _faces(2, 48))
     with pytest.raises(ValueError, match="target"):

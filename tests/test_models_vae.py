@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.losses import loss_terms
-from models.vae import FaceVAE, VAEOutput, pool_chain
+from models.vae import FaceVAE, FaceVAEConfig, VAEOutput, pool_chain
 
 TINY = 0.125
 
@@ -41,14 +41,14 @@ def test_pool_chain(size: int, chain: list[int]) -> None:
 @pytest.mark.parametrize("size", [7, 4, 256, 1000])
 def test_unsupported_sizes_are_rejected(size: int) -> None:
     with pytest.raises(ValueError, match="image_size"):
-        FaceVAE(image_size=size, width=TINY, latent_dim=4)
+        FaceVAE(FaceVAEConfig(image_size=size, width=TINY, latent_dim=4))
 
 
 @pytest.mark.parametrize(("size", "width"), [(32, TINY), (48, TINY), (144, TINY)])
 @pytest.mark.parametrize("use_mask", [True, False])
 def test_output_shapes(size: int, width: float, use_mask: bool) -> None:
     latent = 6
-    model = FaceVAE(image_size=size, width=width, latent_dim=latent, use_mask=use_mask)
+    model = FaceVAE(FaceVAEConfig(image_size=size, width=width, latent_dim=latent, use_mask=use_mask))
     x = _images(2, size)
     out = model(x)
     assert isinstance(out, VAEOutput)
@@ -76,7 +76,7 @@ def _stage_sizes(decoder: torch.nn.Module, z: torch.Tensor) -> list[int]:
 
 
 def test_decoder_sizes_mirror_the_encoder_at_144() -> None:
-    model = FaceVAE(image_size=144, width=TINY, latent_dim=8)
+    model = FaceVAE(FaceVAEConfig(image_size=144, width=TINY, latent_dim=8))
     z = torch.randn(2, 8)
     assert [1, *_stage_sizes(model.decoder, z)] == [1, 2, 4, 9, 18, 36, 72, 144]
     assert [1, *_stage_sizes(model.mask_decoder, z)] == [1, 2, 4, 9, 18, 36, 72, 144]
@@ -90,11 +90,11 @@ def test_decoder_sizes_mirror_the_encoder_at_144() -> None:
 
 
 def _conv_filters(module: torch.nn.Module, kind: type) -> list[int]:
-    return [m.out_channels for m in module.modules() if type(m) is kind]
+    return [m.out_channels for m in module.modules() if isinstance(m, kind)]
 
 
 def test_paper_filter_counts_at_144() -> None:
-    model = FaceVAE(image_size=144, width=1.0, latent_dim=512)
+    model = FaceVAE(FaceVAEConfig(image_size=144, width=1.0, latent_dim=512))
     assert _conv_filters(model.encoder.features, torch.nn.Conv2d) == [32, 32, 64, 64, 128, 128, 256, 256, 256, 256, 512]
     assert model.encoder.dense[0].out_features == 512
     assert model.encoder.mean.out_features == model.encoder.log_scale.out_features == 512
@@ -105,7 +105,7 @@ def test_paper_filter_counts_at_144() -> None:
 
 
 def test_fewer_stages_keep_first_groups_and_last_decoder_filters() -> None:
-    model = FaceVAE(image_size=32, width=0.5, latent_dim=16)
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=0.5, latent_dim=16))
     assert _conv_filters(model.encoder.features, torch.nn.Conv2d) == [16, 16, 32, 32, 64, 64, 128, 128, 256]
     assert model.encoder.dense[0].out_features == 256
     assert model.encoder.mean.out_features == 16
@@ -113,16 +113,37 @@ def test_fewer_stages_keep_first_groups_and_last_decoder_filters() -> None:
     assert _conv_filters(model.mask_decoder, torch.nn.ConvTranspose2d) == [16] * 5
 
 
-def test_hyperparameters_rebuild_the_same_network() -> None:
-    model = FaceVAE(image_size=48, width=TINY, latent_dim=5, use_mask=False)
-    rebuilt = FaceVAE(**model.hyperparameters)
-    assert rebuilt.hyperparameters == model.hyperparameters
+def test_the_config_rebuilds_the_same_network() -> None:
+    model = FaceVAE(FaceVAEConfig(image_size=48, width=TINY, latent_dim=5, use_mask=False))
+    rebuilt = FaceVAE(model.config)
+    assert rebuilt.config == model.config == FaceVAEConfig(48, TINY, 5, False, 3)
     rebuilt.load_state_dict(model.state_dict())  # strict: same parameter names and shapes
     assert rebuilt.mask_decoder is None
 
 
+def test_the_config_is_frozen_and_required() -> None:
+    config = FaceVAEConfig(image_size=32, width=1, latent_dim=4)
+    assert isinstance(config.width, float)
+    with pytest.raises(AttributeError):
+        config.width = 2.0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="FaceVAEConfig"):
+        FaceVAE({"image_size": 32})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        FaceVAE(image_size=32)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("width", 0), ("width", True), ("latent_dim", 0), ("latent_dim", 2.0), ("in_channels", 0), ("use_mask", 1),
+     ("image_size", 7), ("image_size", 32.0)],
+)
+def test_bad_config_values_name_the_field(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        FaceVAEConfig(**{"image_size": 32, field: value})
+
+
 def test_training_composition_uses_the_ground_truth_mask() -> None:
-    model = FaceVAE(image_size=32, width=TINY, latent_dim=4)
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=TINY, latent_dim=4))
     x, mask = _images(3, 32), _box_mask(3, 32)
     out = model(x, mask)
     inside = mask.expand_as(x).bool()
@@ -131,7 +152,7 @@ def test_training_composition_uses_the_ground_truth_mask() -> None:
 
 
 def test_mask_shape_is_checked() -> None:
-    model = FaceVAE(image_size=32, width=TINY, latent_dim=4)
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=TINY, latent_dim=4))
     with pytest.raises(ValueError, match="mask"):
         model(_images(2, 32), torch.ones(2, 3, 32, 32))
     with pytest.raises(ValueError, match="images"):
@@ -140,7 +161,7 @@ def test_mask_shape_is_checked() -> None:
 
 def test_predict_composes_with_the_predicted_mask() -> None:
     torch.manual_seed(0)
-    model = FaceVAE(image_size=32, width=TINY, latent_dim=4).eval()
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=TINY, latent_dim=4)).eval()
     x = _images(2, 32)
     out = model.predict(x)
     assert torch.equal(out.z, out.mean)
@@ -150,7 +171,7 @@ def test_predict_composes_with_the_predicted_mask() -> None:
     assert ((out.mask_pred > 0.01) & (out.mask_pred < 0.99)).any()
     assert not torch.allclose(out.output, out.recon)
     assert torch.allclose(model.predict(x).output, out.output)  # deterministic
-    plain = FaceVAE(image_size=32, width=TINY, latent_dim=4, use_mask=False).eval()
+    plain = FaceVAE(FaceVAEConfig(image_size=32, width=TINY, latent_dim=4, use_mask=False)).eval()
     plain_out = plain.predict(x)
     assert torch.equal(plain_out.output, plain_out.recon)
 
@@ -163,7 +184,7 @@ def _force_log_scale(model: FaceVAE, value: float) -> None:
 
 def test_reparameterisation_scales_noise_by_exp_log_scale() -> None:
     torch.manual_seed(0)
-    model = FaceVAE(image_size=32, width=TINY, latent_dim=256, use_mask=False)
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=TINY, latent_dim=256, use_mask=False))
     x = _images(4, 32)
     _force_log_scale(model, -30.0)  # std = exp(-30): z must equal the mean
     out = model(x, sample=True)
@@ -178,7 +199,7 @@ def test_reparameterisation_scales_noise_by_exp_log_scale() -> None:
 @pytest.mark.parametrize("use_mask", [True, False])
 def test_one_optimiser_step_changes_every_weight(use_mask: bool) -> None:
     torch.manual_seed(0)
-    model = FaceVAE(image_size=32, width=TINY, latent_dim=8, use_mask=use_mask)
+    model = FaceVAE(FaceVAEConfig(image_size=32, width=TINY, latent_dim=8, use_mask=use_mask))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, mask = _images(4, 32), _box_mask(4, 32)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -194,7 +215,7 @@ def test_one_optimiser_step_changes_every_weight(use_mask: bool) -> None:
 
 def test_channels_last_matches_contiguous() -> None:
     torch.manual_seed(0)
-    model = FaceVAE(image_size=48, width=TINY, latent_dim=4).eval()
+    model = FaceVAE(FaceVAEConfig(image_size=48, width=TINY, latent_dim=4)).eval()
     x = _images(2, 48)
     with torch.no_grad():
         reference = model.predict(x).output

@@ -82,7 +82,7 @@ def test_property_any_override_either_validates_or_is_a_config_error_naming_fiel
 def test_property_prepare_either_succeeds_or_names_a_file_and_leaves_nothing(tmp_path_factory, partition, corrupt, drop_label):
     from data.errors import DatasetError
     from data.prepare import prepare
-    from data.synthetic import write_celeba_layout
+    from tests.helpers.fake_layouts import write_celeba_layout
 
     root = tmp_path_factory.mktemp("prep")
     write_celeba_layout(root, count=3, size=32, seed=1)
@@ -134,9 +134,9 @@ def test_a_full_disk_during_checkpointing_is_clear_and_keeps_earlier_checkpoints
     script = textwrap.dedent(f"""
         import resource, signal, sys, torch
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
-        from models.vae import FaceVAE
+        from models.vae import FaceVAE, FaceVAEConfig
         from study.training.checkpoint import CheckpointError, save_checkpoint
-        model = FaceVAE(image_size=32, width=0.125, latent_dim=8)
+        model = FaceVAE(FaceVAEConfig(image_size=32, width=0.125, latent_dim=8))
         optimizer = torch.optim.Adam(model.parameters())
         save_checkpoint({str(tmp_path / 'epoch-00001')!r}, model=model, optimizer=optimizer, epoch=1, config_json="{{}}")
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     prepare.add_argument("--size", type=resolution, default=144, help="image side in pixels (default 144, the paper's)")
     prepare.add_argument("--face-classes", type=_class_list, help="comma-separated face-parsing class ids counted as face "
                          "(default: all but background, ears, earring, neck, necklace, cloth)")
+    prepare.add_argument("--resize", choices=("squash", "center_crop"),
+                         help="squash: the whole frame resized to a square, bilinear (the paper's); center_crop: centre "
+                         "square, bicubic (default: the source's, squash for celeba, center_crop for celebamask-hq)")
     prepare.add_argument("--skip-bad", action="store_true", help="skip bad files (counted in the manifest) instead of stopping")
     prepare.add_argument("--overwrite", action="store_true", help="replace an existing dataset atomically")
     prepare.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
@@ -71,7 +74,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
     manifest = prepare(args.out, source=args.source, images=args.images, masks=args.masks, partition=args.partition,
                        size=args.size, face_classes=args.face_classes or DEFAULT_FACE_CLASSES,
-                       skip_bad=args.skip_bad, progress=args.progress, overwrite=args.overwrite)
+                       skip_bad=args.skip_bad, progress=args.progress, overwrite=args.overwrite, resize=args.resize)
     print(f"prepared {sum(manifest.counts.values())} faces at {args.size}px into {args.out} "
           f"({', '.join(f'{k} {v}' for k, v in manifest.counts.items())}; skipped {manifest.skipped})")
     return 0

@@ -6,7 +6,6 @@ JSON text). An exported model is a directory holding `model.pt` (state dict) and
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
@@ -17,13 +16,11 @@ from typing import Any
 
 import torch
 
-from models.vae import FaceVAE
+from models.vae import FaceVAE, ModelFileError
 
 from study.errors import first_line
 
 CHECKPOINT_FILE = "checkpoint.pt"
-MODEL_WEIGHTS_FILE = "model.pt"
-MODEL_META_FILE = "model.json"
 CHECKPOINT_FORMAT = 1
 _REQUIRED_KEYS = ("format", "model", "optimizer", "epoch", "rng", "config")
 
@@ -145,34 +142,19 @@ def latest_loadable_checkpoint(root: Path) -> tuple[dict[str, Any] | None, list[
 
 
 def export_model(directory: Path, model: FaceVAE, metadata: dict[str, Any]) -> Path:
-    """Save weights + JSON metadata; `load_model` rebuilds the network from them alone."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = {"hyperparameters": model.hyperparameters, **metadata}
-    _atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, directory / MODEL_WEIGHTS_FILE)
-    tmp = directory / f".{MODEL_META_FILE}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, directory / MODEL_META_FILE)
-    return directory
+    """`FaceVAE.save`, failing with CheckpointError as the rest of this module does."""
+    try:
+        return model.save(directory, metadata)
+    except ModelFileError as error:
+        raise CheckpointError(str(error)) from None
 
 
 def load_model(directory: Path, device: str | torch.device = "cpu") -> tuple[FaceVAE, dict[str, Any]]:
-    directory = Path(directory)
-    meta_file = directory / MODEL_META_FILE
-    if not meta_file.is_file():
-        raise CheckpointError(f"{meta_file}: model metadata not found (expected an exported maskvae model directory)")
+    """`FaceVAE.load`, failing with CheckpointError as the rest of this module does."""
     try:
-        meta = json.loads(meta_file.read_text())
-        hyper = meta["hyperparameters"]
-        model = FaceVAE(**hyper)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{meta_file}: invalid model metadata ({error})") from None
-    state = safe_torch_load(directory / MODEL_WEIGHTS_FILE)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        raise CheckpointError(f"{directory / MODEL_WEIGHTS_FILE}: weights do not match {hyper} ({error})") from None
-    return model.to(device).eval(), meta
+        return FaceVAE.load(directory, device)
+    except ModelFileError as error:
+        raise CheckpointError(str(error)) from None
 
 
 def best_weights(payload: dict[str, Any]) -> tuple[dict[str, Any], int]:

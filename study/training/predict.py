@@ -34,7 +34,7 @@ def _save(tensor: torch.Tensor, path: Path) -> None:
 def predict(model_dir: Path, images: list[Path], out: Path) -> list[Path]:
     """Reconstruct `images` with the exported model in `model_dir`; returns the files written."""
     model, meta = load_model(model_dir)
-    size = int(model.hyperparameters["image_size"])
+    size = model.config.image_size
     batch = torch.stack([_load_image(path, size) for path in images])
     result = model.predict(batch)
     out.mkdir(parents=True, exist_ok=True)

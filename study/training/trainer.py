@@ -17,7 +17,7 @@ import torch
 from data.loader import FaceData
 from models.losses import LossWeights, loss_terms
 from models.metrics import cheap_metrics
-from models.vae import FaceVAE, VAEOutput, compose
+from models.vae import FaceVAE, FaceVAEConfig, VAEOutput, compose
 
 from study.training import faults
 from study.training.checkpoint import load_checkpoint, prune_checkpoints, restore_rng_state, save_checkpoint
@@ -38,12 +38,12 @@ class IncompatibleCheckpointError(ValueError):
 
 
 def build_model(config: TrainConfig, image_size: int) -> FaceVAE:
-    return FaceVAE(
+    return FaceVAE(FaceVAEConfig(
         image_size=image_size,
         width=config.model.width,
         latent_dim=config.model.latent_dim,
         use_mask=config.parsed_hypothesis.mask,
-    )
+    ))
 
 
 def loss_weights(config: TrainConfig) -> LossWeights:

@@ -1,1 +1,2 @@
-"""Test helpers: builders of fake inputs and read-only views that shipped code does not need."""
+"""Test-only builders and read-only views: stand-ins for networks and source layouts, and readers of what a
+study wrote, that the shipped code must not carry."""
