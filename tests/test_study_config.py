@@ -96,7 +96,7 @@ def test_every_training_field_reaches_the_trials():
 
     own = {"hypothesis", "kl_weight", "lr", "seed"}
     changed = {"epochs": 7, "batch_size": 8, "reference_kl_weight": 0.5, "grad_clip_norm": None,
-               "grad_clip_scope": "global", "adam_eps": 1e-8, "model": {"width": 0.5, "latent_dim": 32},
+               "grad_clip_scope": "global", "adam_eps": 1e-8, "batch_norm_decay": 0.9, "model": {"width": 0.5, "latent_dim": 32},
                "loss_weights": {"ssim": 2.0, "l1": 1.0, "l2": 10.0, "mask": 0.5}, "device": "cpu", "fast_path": False,
                "compile": True, "max_train_batches": 3, "max_val_batches": 2, "keep_checkpoints": 3, "progress": True,
                "sample_faces": 0}

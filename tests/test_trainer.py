@@ -62,13 +62,12 @@ def test_learns_on_synthetic_faces(face_data, tmp_path):
     """A learning test: a few hundred steps must clearly lower the validation loss, mask and no-mask."""
     for hypothesis in ("l2/mask", "l2/nomask"):
         config = tiny_train_config(hypothesis=hypothesis, epochs=1, max_train_batches=1, max_val_batches=None,
-                                   model={"width": 0.25, "latent_dim": 32}, lr=2e-3, batch_size=16, sample_faces=0)
+                                   model={"width": 0.25, "latent_dim": 32}, lr=2e-3, batch_size=16, sample_faces=0,
+                                   batch_norm_decay=0.9)
         before = train(config, face_data, workdir=tmp_path / hypothesis.replace("/", "-") / "a")
         trained = train(config.model_copy(update={"epochs": 12, "max_train_batches": 25}), face_data,
                         workdir=tmp_path / hypothesis.replace("/", "-") / "b")
-        # Keras BatchNorm (momentum 0.99) moves its running statistics slowly: evaluated after a few hundred
-        # steps, a quarter off the validation loss is a clear gain.
-        assert trained["val_reconstruction"] < 0.75 * before["val_reconstruction"], (hypothesis, before, trained)
+        assert trained["val_reconstruction"] < 0.7 * before["val_reconstruction"], (hypothesis, before, trained)
 
 
 def test_weights_change_after_one_step(face_data, tmp_path):
@@ -98,6 +97,15 @@ def test_per_parameter_clipping_is_keras_clipnorm_and_differs_from_global():
     scale = 1.0 / (25.25 ** 0.5)
     assert torch.allclose(big.grad, torch.tensor([3.0, 4.0]) * scale, atol=1e-6)
     assert torch.allclose(small.grad, torch.tensor([0.3, 0.4]) * scale, atol=1e-6)
+
+
+def test_batch_norm_decay_is_a_training_setting_with_the_keras_default(face_data):
+    config = tiny_train_config()
+    assert config.batch_norm_decay == 0.99
+    norms = [m for m in build_model(config, face_data.image_size).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(abs(m.momentum - 0.01) < 1e-12 and m.eps == 1e-3 for m in norms)
+    fast = build_model(config.model_copy(update={"batch_norm_decay": 0.9}), face_data.image_size)
+    assert all(abs(m.momentum - 0.1) < 1e-12 for m in fast.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
 def test_adam_epsilon_is_keras_default(face_data, tmp_path):

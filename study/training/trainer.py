@@ -38,12 +38,18 @@ class IncompatibleCheckpointError(ValueError):
 
 
 def build_model(config: TrainConfig, image_size: int) -> FaceVAE:
-    return FaceVAE(FaceVAEConfig(
+    model = FaceVAE(FaceVAEConfig(
         image_size=image_size,
         width=config.model.width,
         latent_dim=config.model.latent_dim,
         use_mask=config.parsed_hypothesis.mask,
     ))
+    # How fast BatchNorm's statistics follow the batches is a training setting, not part of the
+    # network's shape: torch's momentum is the weight of the new batch, 1 - Keras's decay.
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = 1.0 - config.batch_norm_decay
+    return model
 
 
 def loss_weights(config: TrainConfig) -> LossWeights:
