@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import tempfile
-import zipfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from .files import atomic_torch_save, atomic_write, safe_torch_load
 
 # The paper's 144 px network: seven encoder groups (each ends in a 2x2 max-pool) and seven decoder stages.
 ENCODER_GROUPS: tuple[tuple[int, ...], ...] = ((32, 32), (64, 64), (128, 128), (256, 256), (256,), (256,), (512,))
@@ -257,8 +255,8 @@ class FaceVAE(nn.Module):
         state = {name: value.detach().cpu() for name, value in self.state_dict().items()}
         text = json.dumps({"config": asdict(self._config), **metadata}, indent=2, sort_keys=True, default=str)
         # Weights first: a directory whose json is there always has the weights it describes.
-        _atomic_write(directory / MODEL_WEIGHTS_FILE, lambda handle: torch.save(state, handle))
-        _atomic_write(directory / MODEL_META_FILE, lambda handle: handle.write(text.encode()))
+        atomic_torch_save(state, directory / MODEL_WEIGHTS_FILE, ModelFileError)
+        atomic_write(directory / MODEL_META_FILE, lambda handle: handle.write(text.encode()), ModelFileError)
         return directory
 
     @classmethod
@@ -319,27 +317,6 @@ class FaceVAE(nn.Module):
         return self.forward(x, mask=None, sample=False)
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write next to the target, then rename: a crash never leaves a half-written file under the real name."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as error:
-        raise ModelFileError(f"{path}: cannot write here ({error.strerror or error})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as error:  # torch reports a failed write as RuntimeError
-        Path(tmp).unlink(missing_ok=True)
-        raise ModelFileError(f"{path}: writing failed ({getattr(error, 'strerror', None) or error})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_meta(path: Path) -> tuple[dict[str, Any], FaceVAEConfig]:
     """The saved metadata (without "config") and the config it names."""
     if not path.is_file():
@@ -360,15 +337,7 @@ def _read_meta(path: Path) -> tuple[dict[str, Any], FaceVAEConfig]:
 
 def _read_weights(path: Path) -> dict[str, Tensor]:
     """torch.load restricted to tensors and plain containers, expecting a state dict."""
-    if not path.is_file():
-        raise ModelFileError(f"{path}: weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ModelFileError(f"{path}: refused to load: it holds objects other than tensors "
-                             f"(a file that can run code is never loaded) [{type(error).__name__}]") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise ModelFileError(f"{path}: truncated or corrupted ({type(error).__name__})") from None
+    state = safe_torch_load(path, ModelFileError)
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise ModelFileError(f"{path}: not a state dict (expected parameter names mapped to tensors)")
     return state

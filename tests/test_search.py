@@ -125,3 +125,20 @@ def test_each_hypothesis_is_represented_by_its_first_successful_seed():
     ]
     chosen = representative_runs(records)
     assert chosen["l1/mask"].trial_id == "f2" and chosen["l2/mask"].trial_id == "g1"
+
+
+def test_every_hypothesis_starts_from_the_same_configurations():
+    """Common random numbers: the start-up configurations are drawn once per study and shared, so
+    tuning luck is paired across hypotheses; after them each hypothesis's TPE goes its own way."""
+    search = _search(trials=4)  # two start-up trials per hypothesis
+    issued = {h: [] for h in HYPS}
+    for i in range(4 * len(HYPS)):
+        suggestion = search.suggest(f"t{i}")
+        issued[suggestion["hypothesis"]].append((suggestion["kl_weight"], suggestion["lr"]))
+        search.complete(f"t{i}", [float(i % 5)])
+    firsts = {tuple(configs[:2]) for configs in issued.values()}
+    assert len(firsts) == 1, issued
+    assert len({tuple(configs[2:]) for configs in issued.values()}) > 1, issued
+    other = _search(trials=4)
+    other.seed = 7
+    assert other.startup_configs() != search.startup_configs()

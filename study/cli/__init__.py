@@ -26,14 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors that mean "bad input", by the module that defines them. A module never imported cannot
+# have raised its error, so looking in sys.modules keeps an error path from importing torch.
+_USER_ERROR_CLASSES = (("data.errors", "DatasetError"), ("study.training.checkpoint", "CheckpointError"),
+                       ("study.training.trainer", "IncompatibleCheckpointError"), ("models.vae", "ModelFileError"))
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from data.shards import DatasetError
-
-    from study.training.checkpoint import CheckpointError
     from study.errors import UserInputError
-    from study.training.trainer import IncompatibleCheckpointError
 
-    return (UserInputError, DatasetError, CheckpointError, IncompatibleCheckpointError, FileNotFoundError)
+    loaded = [getattr(sys.modules[module], name) for module, name in _USER_ERROR_CLASSES if module in sys.modules]
+    return (UserInputError, FileNotFoundError, *loaded)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

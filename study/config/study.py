@@ -108,8 +108,26 @@ class ResourceConfig(StrictModel):
         return self
 
 
+class ChampionConfig(StrictModel):
+    view: Literal["decoder", "composed"] = Field(
+        "decoder", description="Which scoring view picks the champion: 'decoder' (the network's own output on the "
+        "ground-truth face, no input pixels) or 'composed' (the paper's protocol: mask models paste the input "
+        "background through their predicted mask, which wins by construction).")
+    region: Literal["face", "full"] = Field("face", description="Region of that view ('decoder' is scored on 'face' only).")
+
+    @model_validator(mode="after")
+    def _scored_pair(self) -> "ChampionConfig":
+        if self.view == "decoder" and self.region != "face":
+            raise ValueError("view 'decoder' is scored on region 'face' only")
+        return self
+
+
 class FinalConfig(StrictModel):
-    seeds: int = Field(3, ge=1, le=100, description="Retrains of each hypothesis's best configuration (different seeds).")
+    seeds: int = Field(3, ge=1, le=100, description="Retrains of each hypothesis's best configuration (different "
+                       "seeds). The trained model is the unit of replication: at least 3 are needed to test the "
+                       "mask effect at the model level.")
+    champion: ChampionConfig = Field(default_factory=ChampionConfig,
+                                     description="How the champion is chosen: overall rank 1 in this view and region.")
     epochs: int | None = Field(None, ge=1, description="Epochs of the final runs (null: train.epochs).")
     lpips: Literal["auto", "require", "off"] = Field("auto", description="LPIPS needs AlexNet weights in the torch cache: "
                                                     "'auto' reports it unavailable when missing, 'require' stops at preflight.")

@@ -51,6 +51,11 @@ class StudyLayout:
     def grids_dir(self) -> Path:
         return self.results_dir / "grids"
 
+    @property
+    def combined_grid(self) -> Path:
+        """The same test faces across all hypotheses, composed and decoder rows."""
+        return self.grids_dir / "combined.png"
+
     def grid(self, hypothesis: str) -> Path:
         return self.grids_dir / f"{slug(hypothesis)}.png"
 

@@ -22,6 +22,8 @@ PAPER_SOURCE, PAPER_SIZE = "celeba", 144
 
 
 def rankings_from_scores(scores: pd.DataFrame, seed: int = 0) -> dict[str, Ranking]:
+    if "view" in scores:
+        scores = scores[scores["view"] == "composed"].drop(columns="view")
     return {region: rank(scores[scores["region"] == region], region=region, seed=seed) for region in REGIONS
             if (scores["region"] == region).any()}
 

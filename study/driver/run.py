@@ -112,7 +112,7 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
             records = _fit_phase(config, state, experiments.FINAL_EXPERIMENT, listener,
                                  lambda: experiments.final_tuner(config, runs, state.data_path, state.storage_path, listener),
                                  mlflow_listener, ledger)
-            collect_final(layout, records, tracker, state)
+            collect_final(layout, records, tracker, state, hypotheses)
             state.phase = "rank"
             state.save(out_dir)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import optuna
 
 from study.config.study import LogRange, StudyConfig
@@ -62,8 +63,18 @@ class HypothesisSearch:
             seed=config.search.seed, startup_trials=config.search.startup_trials,
         )
 
+    def startup_configs(self) -> list[dict[str, float]]:
+        """The start-up configurations every hypothesis tries first, drawn once per study from its seed.
+
+        Common random numbers: with the same starting points, hypotheses differ by what they are, not
+        by the luck of their random draws, so tuning is paired across hypotheses."""
+        rng = np.random.default_rng(self.seed)
+        count = min(self.startup_trials, self.trials_per_hypothesis)
+        return [{name: float(np.exp(rng.uniform(np.log(bounds.low), np.log(bounds.high))))
+                 for name, bounds in self.space.items()} for _ in range(count)]
+
     def _new_study(self, hypothesis: str) -> optuna.Study:
-        # A stable per-hypothesis seed: hypotheses explore independently but reproducibly.
+        # A stable per-hypothesis seed for TPE after the shared start-up configurations.
         seed = (self.seed * 1_000_003 + zlib.crc32(hypothesis.encode())) % (2**31)
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.startup_trials, multivariate=True)
         return optuna.create_study(study_name=hypothesis, directions=self.directions, sampler=sampler)
@@ -86,9 +97,13 @@ class HypothesisSearch:
             name: optuna.distributions.FloatDistribution(bounds.low, bounds.high, log=True)
             for name, bounds in self.space.items()
         }
+        index = self.issued[hypothesis]
+        startup = self.startup_configs()
+        if index < len(startup):
+            # Enqueued only now, so no waiting trial sits in a study (or in its saved state).
+            study.enqueue_trial(startup[index])
         trial = study.ask(distributions)
         trial.set_user_attr("ray_trial_id", trial_id)
-        index = self.issued[hypothesis]
         self.issued[hypothesis] += 1
         self.pending[trial_id] = _Pending(hypothesis, trial.number)
         self.trial_hypothesis[trial_id] = hypothesis

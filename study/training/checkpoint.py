@@ -6,19 +6,15 @@ JSON text). An exported model is a directory holding `model.pt` (state dict) and
 """
 from __future__ import annotations
 
-import os
-import pickle
 import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from models.files import atomic_torch_save, safe_torch_load as safe_load
 from models.vae import FaceVAE, ModelFileError
 
-from study.errors import first_line
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -30,42 +26,11 @@ class CheckpointError(RuntimeError):
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write next to the target then rename, so a crash never leaves a half-written file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as error:
-        raise CheckpointError(f"{path}: cannot write here ({error.strerror or error})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as error:  # torch reports a failed write as RuntimeError
-        Path(tmp).unlink(missing_ok=True)
-        reason = getattr(error, "strerror", None) or first_line(error)
-        raise CheckpointError(f"{path}: writing failed ({reason}; disk full?); "
-                              "earlier checkpoints are untouched") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(obj, path, CheckpointError)
 
 
 def safe_torch_load(path: Path) -> Any:
-    """torch.load restricted to tensors and plain containers; every failure names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"{path}: refused to load: it holds objects other than tensors and plain containers "
-            f"(a checkpoint that can run code is never loaded) [{error.__class__.__name__}]"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: truncated or corrupted ({error.__class__.__name__}: {error})") from None
+    return safe_load(path, CheckpointError)
 
 
 def rng_state() -> dict[str, Any]:

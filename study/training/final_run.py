@@ -10,12 +10,13 @@ from models.metrics import METRIC_NAMES, MetricSuite
 from study.training.checkpoint import best_weights, checkpoint_dirs, export_model, load_checkpoint
 from study.training.device import plan_device
 from study.training.evaluation import evaluate
-from study.training.images import reconstruction_rows, save_grid
+from study.training.images import reconstruction_rows, save_grid, save_rows
 from study.config.study import StudyConfig
 from study.training.trainer import build_model, train
 
 RUN_SCORES_FILE = "scores.parquet"
 RUN_GRID_FILE = "reconstructions.png"
+RUN_GRID_ROWS_FILE = "grid_rows.npz"
 RUN_MODEL_DIR = "model"
 
 
@@ -45,7 +46,9 @@ def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: C
     scores.to_parquet(result_dir / RUN_SCORES_FILE, index=False)
 
     images, _ = data.tensors("test", list(range(study.final.grid_faces)))
-    save_grid(reconstruction_rows(model, images), result_dir / RUN_GRID_FILE, title=f"{config.hypothesis} seed {run['seed']}")
+    rows = reconstruction_rows(model, images)
+    save_grid(rows, result_dir / RUN_GRID_FILE, title=f"{config.hypothesis} seed {run['seed']}")
+    save_rows(rows, result_dir / RUN_GRID_ROWS_FILE)
     export_model(result_dir / RUN_MODEL_DIR, model, {
         "hypothesis": config.hypothesis, "train_config": config.model_dump(), "study": study.name,
         "dataset_hash": data.manifest.content_hash, "image_size": data.manifest.image_size, "best_epoch": best_epoch,
@@ -53,8 +56,11 @@ def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: C
     # Keep the final training checkpoint too, so a crash after this point resumes without retraining.
     (result_dir / "checkpoint.pt").write_bytes((Path(source) / "checkpoint.pt").read_bytes())
 
-    full = scores[scores["region"] == "full"]
-    test_means = {f"test_{name}": float(full[name].mean()) for name in METRIC_NAMES}
+    # The paper's protocol (composed, full image) as test_<metric>; the headline view beside it.
+    paper = scores[(scores["view"] == "composed") & (scores["region"] == "full")]
+    decoder = scores[(scores["view"] == "decoder") & (scores["region"] == "face")]
+    test_means = {f"test_{name}": float(paper[name].mean()) for name in METRIC_NAMES}
+    test_means.update({f"test_decoder_face_{name}": float(decoder[name].mean()) for name in METRIC_NAMES})
     final_metrics = {**metrics, **test_means, "best_epoch": float(best_epoch), "evaluated": 1.0}
     report(final_metrics, result_dir)
     return final_metrics

@@ -34,10 +34,40 @@ def reconstruction_rows(model: FaceVAE, images: torch.Tensor) -> dict[str, torch
 
 def save_grid(rows: dict[str, torch.Tensor], path: Path, title: str | None = None, scale: int = 2) -> Path:
     """One labelled row per entry; written atomically as PNG."""
-    labels = list(rows)
-    tiles = {label: _to_uint8(rows[label]) for label in labels}
+    return save_tiles({label: _to_uint8(row) for label, row in rows.items()}, path, title, scale)
+
+
+def save_rows(rows: dict[str, torch.Tensor], path: Path) -> Path:
+    """The grid's rows as uint8 arrays, so grids of several runs can be combined later."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        np.savez(handle, **{label: _to_uint8(row) for label, row in rows.items()})
+    return path
+
+
+def load_rows(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as arrays:
+        return {label: arrays[label] for label in arrays.files}
+
+
+def save_combined_grid(rows_by_hypothesis: dict[str, dict[str, np.ndarray]], path: Path, scale: int = 2) -> Path:
+    """The same test faces across hypotheses: the input once, then each hypothesis's composed output
+    (the paper's protocol) and its decoder's own image."""
+    first = next(iter(rows_by_hypothesis.values()))
+    tiles = {"input": first["input"]}
+    for hypothesis, rows in rows_by_hypothesis.items():
+        tiles[f"{hypothesis} composed"] = rows["output"]
+        tiles[f"{hypothesis} decoder"] = rows["decoder"]
+    title = "composed: input background pasted through the predicted mask; decoder: the network's own image"
+    return save_tiles(tiles, path, title, scale, label_width=150)
+
+
+def save_tiles(tiles: dict[str, np.ndarray], path: Path, title: str | None = None, scale: int = 2,
+               label_width: int = 64) -> Path:
+    labels = list(tiles)
     count, height, width, _ = tiles[labels[0]].shape
-    label_width, header = 64, 16 if title else 0
+    header = 16 if title else 0
     canvas = np.full((header + len(labels) * height * scale, label_width + count * width * scale, 3), 255, np.uint8)
     for r, label in enumerate(labels):
         for c in range(count):
