@@ -90,3 +90,22 @@ def test_the_decoder_view_lets_no_input_pixel_in(face_data):
         assert decoder["masked"][metric].to_numpy() == pytest.approx(decoder["constant"][metric].to_numpy(), abs=1e-7), metric
     composed = {name: frame[(frame["view"] == "composed") & (frame["region"] == "face")] for name, frame in scores.items()}
     assert composed["masked"]["l2_x10"].mean() < composed["constant"]["l2_x10"].mean()
+
+
+def test_the_combined_grid_shows_the_same_faces_for_every_hypothesis(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from study.training.images import load_rows, save_combined_grid, save_rows
+
+    images = torch.rand(3, 3, 16, 16)
+    masked = {"input": images, "output": images * 0.5, "decoder": images * 0.25, "mask": images[:, :1]}
+    plain = {"input": images, "output": images * 0.75, "decoder": images * 0.75}
+    rows = {h: load_rows(save_rows(r, tmp_path / f"{i}.npz")) for i, (h, r) in enumerate(
+        (("l1/mask", masked), ("l1/nomask", plain)))}
+    path = save_combined_grid(rows, tmp_path / "combined.png", scale=1)
+    grid = np.asarray(Image.open(path))
+    # input once, two rows for the mask model, one for the no-mask model, under a title line
+    assert grid.shape[0] == 16 + 4 * 16 and grid.shape[1] == 150 + 3 * 16
+    first_input_tile = grid[16:32, 150:166]
+    assert np.array_equal(first_input_tile, rows["l1/mask"]["input"][0])

@@ -52,11 +52,14 @@ def load_rows(path: Path) -> dict[str, np.ndarray]:
 
 
 def save_combined_grid(rows_by_hypothesis: dict[str, dict[str, np.ndarray]], path: Path, scale: int = 2) -> Path:
-    """The same test faces across hypotheses: the input once, then each hypothesis's composed output
-    (the paper's protocol) and its decoder's own image."""
+    """The same test faces across hypotheses: the input once, then each mask hypothesis's composed
+    output (the paper's protocol) and its decoder's own image, and each no-mask hypothesis's output."""
     first = next(iter(rows_by_hypothesis.values()))
     tiles = {"input": first["input"]}
     for hypothesis, rows in rows_by_hypothesis.items():
+        if "mask" not in rows:  # a no-mask model composes nothing: its output is its decoder's image
+            tiles[f"{hypothesis}"] = rows["decoder"]
+            continue
         tiles[f"{hypothesis} composed"] = rows["output"]
         tiles[f"{hypothesis} decoder"] = rows["decoder"]
     title = "composed: input background pasted through the predicted mask; decoder: the network's own image"

@@ -1,0 +1,56 @@
+"""Ray-facing adapters against a real local Ray: the one private write maskvae makes to Ray's tuner."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _fails_once(config):
+    from ray import tune
+
+    marker = Path(config["marker"])
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("first attempt fails")
+    tune.report({"score": 1.0})
+
+
+@pytest.mark.slow
+def test_a_restored_tuner_reports_to_the_listeners_it_is_given_back(tmp_path):
+    """Callbacks are not restored with a Tuner; `reattach_callbacks` gives them back through Ray's
+    private state. If a Ray release moves that state this test fails (loudly, by name)."""
+    import ray
+    from ray import tune
+
+    from study.orchestration.callbacks import ListenerCallback
+    from study.orchestration.experiments import reattach_callbacks
+    from study.search.trials import TrialRecord
+
+    class Recorder:
+        def __init__(self):
+            self.finished: list[TrialRecord] = []
+
+        def trial_started(self, record):
+            pass
+
+        def trial_result(self, record, result):
+            pass
+
+        def trial_finished(self, record):
+            self.finished.append(record)
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        storage = str(tmp_path / "storage")
+        tuner = tune.Tuner(_fails_once, param_space={"marker": str(tmp_path / "marker")},
+                           run_config=tune.RunConfig(name="exp", storage_path=storage, verbose=0))
+        assert tuner.fit().errors
+        restored = tune.Tuner.restore(f"{storage}/exp", _fails_once, resume_errored=True)
+        recorder = Recorder()
+        reattach_callbacks(restored, [ListenerCallback("tune", recorder, storage)])
+        restored.fit()
+    finally:
+        ray.shutdown()
+    assert [r.status for r in recorder.finished] == ["TERMINATED"]
+    assert recorder.finished[0].mlflow_status == "FINISHED" and recorder.finished[0].metrics["score"] == 1.0
