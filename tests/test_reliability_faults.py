@@ -29,9 +29,11 @@ def faulty_study(tmp_path_factory, synthetic_dataset):
         # (7) l2/mask's first trial: its epoch-2 checkpoint is truncated on storage as the worker dies
         {"point": "after_report", "phase": "tune", "hypothesis": "l2/mask", "index": 0, "epoch": 2,
          "action": "corrupt_and_exit", "once": str(root / "corrupted.marker")},
+        # every hypothesis's first final seed fails: the champion's first choice is gone
+        {"point": "epoch_start", "phase": "final", "seed": 1, "action": "raise"},
     ]
     args = ["study", "run", "--out", str(root / "study"), "--set", "resources.max_failures=1"]
-    args += set_args(study_overrides(synthetic_dataset, tracking, losses="[l2, ssim]", trials=2, epochs=3))
+    args += set_args(study_overrides(synthetic_dataset, tracking, losses="[l2, ssim]", trials=2, epochs=3, seeds=2))
     study = StudyProcess(args, cwd=root, faults=faults)
     code = study.wait(600)
     return code, study.output, root / "study", tracking
@@ -95,6 +97,20 @@ def test_a_corrupted_checkpoint_falls_back_to_the_previous_one(faulty_study):
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "epoch")]
     assert sorted(steps) == [1, 2, 3]  # epoch 2, re-run after the fallback, is logged once
     assert "skipped unreadable checkpoint" in output
+
+
+def test_a_failed_first_seed_leaves_each_hypothesis_its_next_seed_and_the_champion_a_model(faulty_study):
+    import json
+
+    _, _, study_dir, tracking = faulty_study
+    state = json.loads((study_dir / "study.json").read_text())
+    assert sorted(state["logged_models"]) == sorted(state["parents"])
+    for model_json in (study_dir / "models").glob("*/model.json"):
+        assert json.loads(model_json.read_text())["train_config"]["seed"] == 2, model_json
+    client, _ = mlflow_runs(tracking)
+    version = client.get_model_version_by_alias("reliability", "champion")
+    artifacts = [a.path for a in client.list_artifacts(version.run_id, "model")]
+    assert "model/model.pt" in artifacts and "model/model.json" in artifacts
 
 
 def test_a_sigkilled_worker_resumes_its_trial_from_the_last_checkpoint(tmp_path, synthetic_dataset):
