@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from data import storage
 from study.errors import UserInputError, first_line
 
 T = TypeVar("T")
@@ -105,9 +106,8 @@ def preflight(uri: str | None, timeout: float = 10.0) -> str:
 
 def download_model(uri: str, tracking_uri: str | None = None) -> Path:
     """A local directory holding an exported model, from a path, `runs:/` or `models:/name@alias` URI."""
-    path = Path(uri)
-    if "://" not in uri and not uri.startswith(("models:", "runs:")):
-        return path
+    if not storage.is_uri(uri) and not uri.startswith(("models:", "runs:")):
+        return Path(uri)
     import mlflow
 
     client = client_for(resolved_tracking_uri(tracking_uri))
