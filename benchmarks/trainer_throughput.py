@@ -62,7 +62,7 @@ def plain_loop(config, data) -> Timing:
                                   latent_dim=config.model.latent_dim, use_mask=True))
     if layout:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
     weights = LossWeights(**config.loss_weights.model_dump())
     model.train()
     seen, loss_mean, stepping = 0, 0.0, 0.0
@@ -79,7 +79,10 @@ def plain_loop(config, data) -> Timing:
             loss = loss_terms(out, x, m, config.parsed_hypothesis.loss, config.kl_weight, weights)["total"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+            # Keras clipnorm, each parameter's gradient on its own (train()'s default scope).
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            norms = torch._foreach_norm(grads)
+            torch._foreach_mul_(grads, [config.grad_clip_norm / n.clamp(min=config.grad_clip_norm) for n in norms])
             optimizer.step()
             total += loss.detach() * len(idx)
             seen += len(idx)
