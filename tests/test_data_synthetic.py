@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from data.labels import CLASS_ID, DEFAULT_FACE_CLASSES, face_mask
-from data.synthetic import render_faces, save_sample_grid
+from data.sample_grid import save_sample_grid
+from data.synthetic import render_faces
 from tests.helpers.fake_layouts import write_celeba_layout, write_celebamask_hq_layout
 
 
@@ -110,10 +111,10 @@ def test_celebamask_hq_layout_parts_rebuild_the_labels(tmp_path):
 def test_drawing_windows_never_clip_a_part(monkeypatch):
     # Parts are evaluated only inside a window around them, for speed; with windows covering
     # the whole grid the faces must come out identical.
-    from data import synthetic
+    from data.face_canvas import Canvas
 
     fast = render_faces(40, 48, seed=8)
-    monkeypatch.setattr(synthetic._Canvas, "window", lambda self, cu, cv, radius: (slice(None), slice(None)))
+    monkeypatch.setattr(Canvas, "window", lambda self, cu, cv, radius: (slice(None), slice(None)))
     slow = render_faces(40, 48, seed=8)
     np.testing.assert_array_equal(fast[1], slow[1])
     np.testing.assert_array_equal(fast[0], slow[0])
