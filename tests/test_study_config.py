@@ -1,7 +1,6 @@
 """Study configuration: presets load, every bad field is named at once, overrides work."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -12,7 +12,6 @@ from study.driver.layout import StudyLayout
 from study.driver.state import StudyState
 from study.search.objective import best
 
-PHASE_TOTAL_FIELDS = {"tune": "trials", "final": "seeds"}
 
 
 def load_study(directory: Path) -> tuple[StudyState, StudyConfig]:
