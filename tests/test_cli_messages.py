@@ -99,3 +99,17 @@ def test_status_piped_into_head(study_dir):
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert result.stdout.startswith("study smoke (s)") and len(result.stdout.splitlines()) == 1
     assert result.stderr == ""
+
+
+def test_missing_lpips_weights_is_a_one_line_note(tmp_path, monkeypatch, capsys):
+    from models.perceptual import lpips_available, lpips_weights_path
+    from study.config.loading import load_study_config
+    from study.driver.preflight import preflight
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert not lpips_available()
+    config = load_study_config("smoke", overrides=[f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+                               check_data=False)
+    assert preflight(config, tmp_path / "study")["lpips_available"] is False
+    notes = [line for line in capsys.readouterr().out.splitlines() if "LPIPS" in line]
+    assert len(notes) == 1 and str(lpips_weights_path()) in notes[0] and len(notes[0]) - len(str(lpips_weights_path())) < 100, notes
