@@ -22,8 +22,13 @@ class DatasetError(ValueError):
 
 
 class ShardError(DatasetError):
-    """A prepared shard is missing, truncated, corrupted or does not match the manifest."""
+    """Prepared shards that are missing, truncated, corrupted or do not match the manifest (`shard` is the first)."""
 
-    def __init__(self, shard: str, reason: str) -> None:
+    def __init__(self, shard: str, reason: str, more: Sequence[tuple[str, str]] = ()) -> None:
+        failures = [(shard, reason), *more]
         self.shard = shard
-        super().__init__(f"shard {shard}: {reason}", [f"{shard}: {reason}"])
+        self.shards = [name for name, _ in failures]
+        if len(failures) == 1:
+            super().__init__(f"shard {shard}: {reason}", [f"{shard}: {reason}"])
+        else:
+            super().__init__(f"{len(failures)} shards are missing or changed", [f"{s}: {r}" for s, r in failures])

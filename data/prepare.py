@@ -125,7 +125,7 @@ def prepare(
             bar.update(len(chunk))
         if problems and not skip_bad:
             raise DatasetError(
-                f"{len(problems)} bad file(s) in the {source} source (pass skip_bad to leave them out)",
+                f"{len(problems)} bad file(s) in the {source} source (pass --skip-bad to leave them out)",
                 [str(p) for p in problems],
             )
         if sum(writer.counts.values()) == 0:

@@ -321,9 +321,9 @@ class DatasetWriter:
             if target.is_file():
                 raise DatasetError(f"output {target} is a file, not a directory")
             if target.is_dir() and any(target.iterdir()):
-                raise DatasetError(f"output {target} exists and is not empty (pass overwrite=True to replace it)")
+                raise DatasetError(f"output {target} exists and is not empty (pass --overwrite to replace it)")
         elif self.out.exists(MANIFEST):
-            raise DatasetError(f"output {self.out.path} already holds a dataset (pass overwrite=True to replace it)")
+            raise DatasetError(f"output {self.out.path} already holds a dataset (pass --overwrite to replace it)")
 
     def _commit(self) -> None:
         for split in SPLITS:
@@ -498,16 +498,20 @@ def read_split(path: str | os.PathLike[str], split: str) -> SplitArrays:
 
 
 def verify(path: str | os.PathLike[str]) -> Manifest:
-    """Recompute every shard's sha256; a changed or missing shard raises ShardError naming it."""
+    """Recompute every shard's sha256; missing or changed shards raise one ShardError naming each of them."""
     loc = Location.of(path)
     manifest = load_manifest(path)
+    failures = []
     for info in manifest.shards:
         where = loc.join(info.file)
         if not loc.exists(info.file):
-            raise ShardError(where, "file is missing")
+            failures.append((where, "file is missing"))
+            continue
         actual = loc.sha256(info.file)
         if actual != info.sha256:
-            raise ShardError(where, f"sha256 {actual} does not match the manifest's {info.sha256}")
+            failures.append((where, f"sha256 {actual} does not match the manifest's {info.sha256}"))
+    if failures:
+        raise ShardError(*failures[0], more=failures[1:])
     if content_hash(manifest.shards) != manifest.content_hash:
         raise DatasetError(f"{loc.join(MANIFEST)}: content_hash does not match the shard hashes")
     return manifest

@@ -33,14 +33,11 @@ def lpips_available() -> bool:
 
 
 def unavailable_message() -> str:
-    path = lpips_weights_path()
+    """What to do, in one line: the file, where it goes, and how a connected machine gets it."""
     return (
-        f"LPIPS needs torchvision's pretrained AlexNet weights, file {ALEXNET_FILE}, at {path} "
-        f"(torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it). It is not there and nothing is "
-        f"downloaded at run time. On a machine with internet access run "
-        f"`python -c \"import torchvision; torchvision.models.alexnet(weights='IMAGENET1K_V1')\"` "
-        f"(it saves the file under that machine's torch.hub.get_dir()/checkpoints), or download {ALEXNET_URL}; "
-        f"then copy {ALEXNET_FILE} to {path}."
+        f"LPIPS needs torchvision's AlexNet weights at {lpips_weights_path()} (not downloaded at run time): on a "
+        f"connected machine run `python -c \"import torchvision; torchvision.models.alexnet(weights='IMAGENET1K_V1')\"` "
+        f"and copy {ALEXNET_FILE} from its torch.hub.get_dir()/checkpoints"
     )
 
 

@@ -67,6 +67,23 @@ def test_changed_byte_is_named_by_verify(dataset):
         verify(dataset)
 
 
+def test_verify_names_every_bad_shard(dataset):
+    (dataset / "test-00000.arrow").unlink()
+    for name in ("train-00000.arrow", "train-00002.arrow"):
+        data = bytearray((dataset / name).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (dataset / name).write_bytes(bytes(data))
+    with pytest.raises(ShardError) as err:
+        verify(dataset)
+    bad = ("train-00000.arrow", "train-00002.arrow", "test-00000.arrow")
+    assert [s.rsplit("/", 1)[-1] for s in err.value.shards] == list(bad)
+    assert err.value.shard.endswith("train-00000.arrow")
+    assert str(err.value).startswith("3 shards are missing or changed")
+    for name in bad:
+        assert name in str(err.value)
+    assert "train-00001.arrow" not in str(err.value)
+
+
 def test_missing_shard_is_named(dataset):
     (dataset / "test-00000.arrow").unlink()
     with pytest.raises(ShardError, match="test-00000.arrow"):
@@ -115,7 +132,7 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 def test_refuses_to_overwrite_unless_asked(tmp_path, dataset):
     before = load_manifest(dataset)
-    with pytest.raises(DatasetError, match="not empty"):
+    with pytest.raises(DatasetError, match="not empty \\(pass --overwrite to replace it\\)"):
         synthesize(dataset, 10, 16, seed=3, progress=False)
     assert load_manifest(dataset) == before
     after = synthesize(dataset, 10, 16, seed=3, progress=False, overwrite=True)

@@ -7,6 +7,7 @@ any Ray or MLflow work starts.
 from __future__ import annotations
 
 import copy
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,35 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return result
 
 
+def parse_key(override: str) -> str:
+    return override.partition("=")[0].strip()
+
+
+def known_fields() -> list[str]:
+    """Every dotted field and section of the study config (`train`, `train.model`, `train.model.width`, ...)."""
+    names: set[str] = set()
+    for field, _ in config_field_docs():
+        parts = field.split(".")
+        names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    return sorted(names)
+
+
+def with_suggestions(problems: list[str], override_keys: list[str]) -> list[str]:
+    """An unknown field gets the closest known one: `train.epoch: unknown field (did you mean train.epochs?)`.
+    The match is made on the whole `--set` key that introduced the field, so `trian.epochs` finds `train.epochs`."""
+    fields = known_fields()
+    suggested = []
+    for problem in problems:
+        field, _, message = problem.partition(": ")
+        if message == "unknown field":
+            typed = next((key for key in override_keys if key == field or key.startswith(field + ".")), field)
+            match = difflib.get_close_matches(typed, fields, n=1, cutoff=0.6)
+            if match:
+                problem = f"{field}: unknown field (did you mean {match[0]}?)"
+        suggested.append(problem)
+    return suggested
+
+
 def dataset_problems(config: StudyConfig) -> list[str]:
     """The dataset must be readable now, or be made on first use."""
     from data import storage
@@ -90,9 +120,17 @@ def dataset_problems(config: StudyConfig) -> list[str]:
     if config.data.synthesize_if_missing is not None and not storage.exists(config.data.path):
         return []
     try:
+        missing = not storage.exists(config.data.path)
+    except (OSError, ValueError):  # an unreachable object store: load_manifest below says why
+        missing = False
+    if missing:
+        return [f"data.path: no prepared dataset at {config.data.path}; make it first with `maskvae data prepare "
+                f"{config.data.path} --source celeba --images DIR --masks DIR --partition FILE --size 144` "
+                "(README: Data), or point --set data.path=DIR at one"]
+    try:
         manifest = load_manifest(config.data.path)
     except DatasetError as error:
-        return [f"data.path: {error}"]
+        return [f"data.path: {error.summary}" if len(error.problems) <= 1 else f"data.path: {error}"]
     problems = []
     for split in ("train", "val", "test"):
         if manifest.counts.get(split, 0) < 1:
@@ -112,7 +150,8 @@ def load_study_config(preset: str | None = None, config_file: Path | None = None
     try:
         config = StudyConfig.model_validate(values)
     except ValidationError as error:
-        raise ConfigError(validation_problems(error), source="study config") from None
+        problems = with_suggestions(validation_problems(error), [parse_key(text) for text in overrides or []])
+        raise ConfigError(problems, source="study config") from None
     if check_data:
         problems = dataset_problems(config)
         if problems:

@@ -69,5 +69,8 @@ def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
         if config.final.lpips == "require":
             raise UserInputError([f"final.lpips: require: {unavailable_message()}"], title="preflight failed")
         if config.final.lpips == "auto":
-            print(f"note: LPIPS will be reported as unavailable. {unavailable_message()}")
+            from models.perceptual import lpips_weights_path
+
+            print(f"note: LPIPS left out: no AlexNet weights at {lpips_weights_path()} "
+                  "(README: LPIPS needs AlexNet weights)")
     return {"tracking_uri": uri, "lpips_available": lpips_ok and config.final.lpips != "off"}

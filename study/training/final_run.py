@@ -52,6 +52,8 @@ def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: C
     export_model(result_dir / RUN_MODEL_DIR, model, {
         "hypothesis": config.hypothesis, "train_config": config.model_dump(), "study": study.name,
         "dataset_hash": data.manifest.content_hash, "image_size": data.manifest.image_size, "best_epoch": best_epoch,
+        # How the data was resized (None for synthetic faces, rendered square): `predict` resizes inputs alike.
+        "resize": data.manifest.notes.get("resize"),
     })
     # Keep the final training checkpoint too, so a crash after this point resumes without retraining.
     (result_dir / "checkpoint.pt").write_bytes((Path(source) / "checkpoint.pt").read_bytes())
