@@ -1,7 +1,8 @@
 """Prepared shards -> batches of tensors, held as uint8 on the training device.
 
 Each split is held as uint8 where the batches are made: on CPU as views on the memory-mapped
-shards (processes on one machine share the page cache, nothing is copied), on an accelerator as
+shards (processes on one machine share the page cache, nothing is copied; a dataset on an object
+store is first staged into a verified node-local cache, `data.staging`), on an accelerator as
 one tensor copied there once (a 144 px CelebA train split is ~10 GB). Batches are gathered and
 converted to float on that device, so no worker processes or per-batch host copies run. Data left
 on the host (where it does not fit the device) crosses per batch as uint8 and is converted there.
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from data.shards import SPLITS, Manifest, load_manifest, read_split_shards
+from data.staging import staged
 
 
 _PIXEL_MAX = np.float32(255.0)
@@ -139,10 +141,12 @@ class FaceData:
     ) -> FaceData:
         """Load ``splits`` of the dataset at ``path`` (local or URI) onto ``device``.
 
+        A URI is read from this node's staged copy (downloaded and hash-checked once per node).
         ``copy`` reads CPU data into memory instead of mapping it, e.g. for shards on a slow
         network filesystem; off CPU the data is always copied to the device.
         """
         device = resolve_device(device)
+        path = staged(path)
         manifest = load_manifest(path)
         s = manifest.image_size
         loaded: dict[str, _Split] = {}

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 
 from data.errors import DatasetError, ShardError
 from data.storage import Location
+from data.storage import join as storage_join
 
 FORMAT_VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -377,12 +377,10 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 
 def _upload(tmp: Path, out: Location, files: list[str]) -> None:
     """Upload shards then the manifest (which marks the dataset complete)."""
-    fs = out.fs
     if out.exists(MANIFEST):
-        fs.delete_file(out.join(MANIFEST))  # the old dataset stops being readable first
-    fs.create_dir(out.path, recursive=True)
+        out.delete(MANIFEST)  # the old dataset stops being readable first
     for name in [*files, MANIFEST]:
-        pafs.copy_files(str(tmp / name), out.join(name), destination_filesystem=fs)
+        out.put_file(tmp / name, name)
 
 
 def write_dataset(
@@ -408,11 +406,11 @@ def write_dataset(
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Read ``path/manifest.json``; a missing or invalid manifest raises DatasetError naming it."""
     loc = Location.of(path)
-    where = loc.join(MANIFEST)
+    where = storage_join(path, MANIFEST)  # as given: a URI keeps its scheme in the message
     try:
         text = loc.read_bytes(MANIFEST).decode("utf-8")
     except (FileNotFoundError, OSError) as exc:
-        raise DatasetError(f"no prepared dataset at {loc.path}: cannot read {where} ({exc})") from exc
+        raise DatasetError(f"no prepared dataset at {os.fspath(path)}: cannot read {where} ({exc})") from exc
     try:
         raw = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

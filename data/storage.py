@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 _HASH_CHUNK = 1 << 22
+_OBJECT_STORE_FILESYSTEMS = ("s3", "gcs")
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
@@ -114,7 +115,7 @@ class Location:
         put is atomic by itself."""
         target = self.join(name)
         if not self.local:
-            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            self._make_parent(target)
             with self.fs.open_output_stream(target) as handle:
                 handle.write(data)
             return
@@ -128,6 +129,34 @@ class Location:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def put_file(self, local: str | os.PathLike[str], name: str) -> None:
+        """Copy a local file to `name` here (an object-store put is atomic by itself)."""
+        if self.local:
+            self.write_bytes(name, Path(local).read_bytes())
+            return
+        from pyarrow import fs as pafs
+
+        self._make_parent(self.join(name))
+        pafs.copy_files(os.fspath(local), self.join(name), destination_filesystem=self.fs)
+
+    def download_file(self, name: str, destination: str | os.PathLike[str]) -> None:
+        """Copy `name` to a local file, streamed (object-store files can be far larger than memory)."""
+        if self.local:
+            import shutil
+
+            shutil.copyfile(self.join(name), destination)
+            return
+        from pyarrow import fs as pafs
+
+        pafs.copy_files(self.join(name), os.fspath(destination), source_filesystem=self.fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+
+    def _make_parent(self, target: str) -> None:
+        # An object store needs no folders (and their marker objects would outlive a probe);
+        # filesystems behind a URI (file://, hdfs://) do.
+        if self.fs.type_name not in _OBJECT_STORE_FILESYSTEMS:
+            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
 
     def delete(self, name: str) -> None:
         if self.local:
@@ -182,7 +211,8 @@ def exists(location: str | os.PathLike[str]) -> bool:
 
 
 def writable_problem(field: str, location: str | os.PathLike[str]) -> str | None:
-    """Why `location` could not be written, or None; creates nothing that stays behind."""
+    """Why `location` could not be written, or None; leaves nothing behind but, on an object store,
+    the prefix's empty folder marker (pyarrow keeps a folder when its last object is deleted)."""
     text = os.fspath(location)
     if is_uri(text):
         return _object_store_problem(field, text)
@@ -198,6 +228,24 @@ def writable_problem(field: str, location: str | os.PathLike[str]) -> str | None
     return None
 
 
+def readable_problem(field: str, location: str | os.PathLike[str], name: str) -> str | None:
+    """Why `name` under an object-store `location` could not be read (bucket missing, endpoint
+    unreachable, access denied, file absent), or None. Local paths are left to their readers."""
+    text = os.fspath(location)
+    if not is_uri(text):
+        return None
+    try:
+        found = Location.of(text).exists(name)
+    except Exception as error:  # any failure means the study could not read its input here
+        return f"{field}: {text}: not reachable ({_reason(error)})"
+    return None if found else f"{field}: {text}: no {name} there"
+
+
+def _reason(error: BaseException) -> str:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+    return reason[:200]
+
+
 def _object_store_problem(field: str, uri: str) -> str | None:
     """Write and delete a probe object under the prefix: reachable, bucket present, writable."""
     name = f".maskvae-probe-{os.getpid()}-{os.urandom(4).hex()}"
@@ -206,6 +254,5 @@ def _object_store_problem(field: str, uri: str) -> str | None:
         location.write_bytes(name, b"probe")
         location.delete(name)
     except Exception as error:  # any failure means the study could not store its results here
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-        return f"{field}: {uri}: not writable ({reason[:200]})"
+        return f"{field}: {uri}: not writable ({_reason(error)})"
     return None

@@ -37,3 +37,26 @@ def tiny_train_config(**overrides):
                   sample_faces=4)
     values.update(overrides)
     return TrainConfig.model_validate(values)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 API (moto's server) on 127.0.0.1, shared by the session."""
+    from tests.helpers.s3 import S3Server
+
+    server = S3Server(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A fresh bucket, with the endpoint and credentials in this process's environment (and so in
+    every process it starts: Ray's workers, study subprocesses)."""
+    from tests.helpers.s3 import Bucket
+
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    return Bucket(s3_server, s3_server.make_bucket())

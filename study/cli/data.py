@@ -12,7 +12,8 @@ def register(subparsers) -> None:
     commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
 
     synth = commands.add_parser("synth", help="render synthetic faces with exact masks into the prepared format")
-    synth.add_argument("out", type=Path, help="output directory (must not exist unless --overwrite)")
+    # Outputs stay strings: Path() would fold an s3:// URI into a local folder named "s3:".
+    synth.add_argument("out", help="output directory or object-store URI (must not exist unless --overwrite)")
     synth.add_argument("--count", type=positive_int, default=2000, help="number of faces (default 2000)")
     synth.add_argument("--size", type=resolution, default=32, help="image side in pixels (default 32)")
     synth.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
@@ -21,7 +22,7 @@ def register(subparsers) -> None:
     synth.set_defaults(handler=_synth)
 
     prepare = commands.add_parser("prepare", help="convert CelebA (+face-parsing labels) or CelebAMask-HQ to shards")
-    prepare.add_argument("out", type=Path, help="output directory (must not exist unless --overwrite)")
+    prepare.add_argument("out", help="output directory or object-store URI (must not exist unless --overwrite)")
     prepare.add_argument("--source", required=True, choices=_source_names(), help="layout of the input folders")
     prepare.add_argument("--images", required=True, type=Path, help="folder of face images")
     prepare.add_argument("--masks", required=True, type=Path, help="folder of label PNGs (celeba) or part masks (celebamask-hq)")

@@ -137,6 +137,9 @@ class FinalConfig(StrictModel):
 class MlflowConfig(StrictModel):
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; null = MLflow's default (sqlite:///mlflow.db here).")
     experiment: str | None = Field(None, description="Experiment name; null = the study name.")
+    artifact_location: str | None = Field(None, description="Where a new experiment keeps its artifacts (models, "
+                                          "images, the report), e.g. s3://bucket/maskvae/mlflow; null = the tracking "
+                                          "store's default. MLflow fixes it when the experiment is created.")
     register_champion: bool = Field(True, description="Register the winning hypothesis's model under the study name.")
     preflight_timeout_s: float = Field(10.0, gt=0, le=300, description="How long preflight waits for the tracking server.")
 

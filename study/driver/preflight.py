@@ -40,7 +40,8 @@ def ensure_dataset(config: StudyConfig, progress: bool = True) -> str:
 
     path = config.data.path
     synth = config.data.synthesize_if_missing
-    if synth is not None and not storage.exists(path):
+    # The manifest, not the folder: a folder (or an object-store prefix) can exist without a dataset.
+    if synth is not None and not storage.Location.of(path).exists("manifest.json"):
         from data.prepare import synthesize
 
         print(f"making {synth.count} synthetic {synth.size}px faces in {path} (first use)")
@@ -50,7 +51,9 @@ def ensure_dataset(config: StudyConfig, progress: bool = True) -> str:
 
 
 def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
-    """Checks that leave nothing behind: storage writable, tracking reachable, LPIPS weights present."""
+    """Checks that leave nothing behind: storage reachable and writable (local or object store, the
+    MLflow artifact root included), tracking reachable, LPIPS weights present. All before Ray starts
+    and before any MLflow run exists."""
     from models.perceptual import lpips_available, unavailable_message
 
     from study.tracking.store import preflight as tracking_preflight
@@ -60,10 +63,16 @@ def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
         checks.append(("ray.storage_path", config.ray.storage_path))
     if storage.is_uri(config.data.path) and config.data.synthesize_if_missing is not None:
         checks.append(("data.path", config.data.path))
-    problems = [p for p in (storage.writable_problem(field, where) for field, where in checks) if p]
+    problems = [storage.writable_problem(field, where) for field, where in checks]
+    if config.data.synthesize_if_missing is None:
+        problems.append(storage.readable_problem("data.path", config.data.path, "manifest.json"))
+    problems = [p for p in problems if p]
     if problems:
         raise UserInputError(problems, title="preflight failed")
     uri = tracking_preflight(config.mlflow.tracking_uri, config.mlflow.preflight_timeout_s)
+    problem = _artifact_root_problem(config, uri)
+    if problem:
+        raise UserInputError([problem], title="preflight failed")
     lpips_ok = lpips_available()
     if not lpips_ok:
         if config.final.lpips == "require":
@@ -74,3 +83,24 @@ def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
             print(f"note: LPIPS left out: no AlexNet weights at {lpips_weights_path()} "
                   "(README: LPIPS needs AlexNet weights)")
     return {"tracking_uri": uri, "lpips_available": lpips_ok and config.final.lpips != "off"}
+
+
+_OBJECT_STORES = ("s3", "gs", "gcs")
+
+
+def _artifact_root_problem(config: StudyConfig, tracking_uri: str) -> str | None:
+    """MLflow's artifact root, when it is an object store this process writes to: probed like the
+    other storage. An existing experiment's root is fixed, so a different configured one is refused.
+    (A root the server proxies, `mlflow-artifacts:`, is written by the server, not from here.)"""
+    from study.tracking.store import artifact_probe_uri, experiment_artifact_location
+
+    name = config.mlflow.experiment or config.name
+    configured = config.mlflow.artifact_location
+    existing = experiment_artifact_location(tracking_uri, name)
+    if configured and existing and configured.rstrip("/") != existing.rstrip("/"):
+        return (f"mlflow.artifact_location: {configured}: experiment {name!r} already keeps its artifacts at "
+                f"{existing} (MLflow fixes it at creation); name a new mlflow.experiment or drop the setting")
+    root, field = (configured, "mlflow.artifact_location") if configured else (existing, "mlflow artifact root")
+    if not root or root.split("://", 1)[0] not in _OBJECT_STORES:
+        return None
+    return storage.writable_problem(field, artifact_probe_uri(root))

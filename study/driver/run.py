@@ -73,7 +73,8 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
     except UserInputError:
         cluster.stop_ray()
         raise
-    tracker = MlflowTracker(state.tracking_uri, state.experiment, state.study_id)
+    tracker = MlflowTracker(state.tracking_uri, state.experiment, state.study_id,
+                            artifact_location=config.mlflow.artifact_location)
     for hypothesis in hypotheses:
         if not state.parents.get(hypothesis):
             state.parents[hypothesis] = tracker.hypothesis_run(hypothesis, state.parent_tags(hypothesis, manifest.content_hash))

@@ -23,7 +23,8 @@ def sync_mlflow(directory: Path) -> int:
     state = StudyState.load(directory)
     config = StudyConfig.model_validate(state.config)
     preflight(state.tracking_uri, config.mlflow.preflight_timeout_s)
-    tracker = MlflowTracker(state.tracking_uri, state.experiment, state.study_id)
+    tracker = MlflowTracker(state.tracking_uri, state.experiment, state.study_id,
+                            artifact_location=config.mlflow.artifact_location)
     manifest = load_manifest(state.data_path)
     for hypothesis in [h.name for h in config.hypotheses()]:
         state.parents[hypothesis] = tracker.hypothesis_run(hypothesis, state.parent_tags(hypothesis, manifest.content_hash))

@@ -15,25 +15,43 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config["run"]) if "run" in config else dict(config)
 
 
+def stored_location(fs_path: str, storage_path: str) -> str:
+    """A path Ray reports inside its storage (no scheme, no endpoint) as a path or URI any process
+    can open: the scheme and endpoint of object storage are taken from the study's storage location."""
+    if not storage.is_uri(storage_path):
+        return fs_path
+    return storage.Location.of(storage_path).sibling_uri(fs_path)
+
+
 def checkpoint_location(checkpoint, storage_path: str) -> str | None:
-    """A Ray checkpoint as a path or URI any process can open: Ray's own `.path` drops the scheme
-    and endpoint of object storage, so they are taken from the study's storage location."""
+    """A Ray checkpoint as a path or URI any process can open (Ray's own `.path` drops the scheme)."""
     if checkpoint is None:
         return None
-    if not storage.is_uri(storage_path):
-        return checkpoint.path
-    return storage.Location.of(storage_path).sibling_uri(checkpoint.path)
+    return stored_location(checkpoint.path, storage_path)
 
 
-def error_text(trial) -> str:
-    """The end of a failed trial's error file; Ray keeps it beside the trial's results."""
+def _last_lines(text: str) -> str:
+    return "\n".join([line for line in text.splitlines() if line.strip()][-6:])
+
+
+def error_text(trial, storage_path: str) -> str:
+    """The end of a failed trial's error file. Ray writes it into the driver's session directory and
+    syncs it beside the trial's results: the first copy is there only in the session that ran the
+    trial, so after a resume, in `sync-mlflow` or on another machine the stored copy is read."""
     try:
         path = trial.error_file
         if path and Path(path).exists():
-            lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
-            return "\n".join(lines[-6:])
-    except Exception:
+            return _last_lines(Path(path).read_text())
+    except Exception:  # no Ray session (status, sync-mlflow): the stored copy below
         pass
+    try:
+        name = trial.run_metadata.error_filename
+        if name and trial.path:
+            location = storage.Location.of(stored_location(trial.path, storage_path))
+            if location.exists(name):
+                return _last_lines(location.read_bytes(name).decode("utf-8", errors="replace"))
+    except Exception as error:  # unreadable storage must not hide that the trial failed
+        return f"trial failed (its error text in storage could not be read: {error.__class__.__name__})"
     return "trial failed (no error text recorded)"
 
 
@@ -43,7 +61,7 @@ def record_of(trial, phase: str, storage_path: str, *, status: str | None = None
     last = dict(trial.last_result or {})
     status = status or trial.status
     if error is None:
-        error = error_text(trial) if status == "ERROR" else last.get("failure")
+        error = error_text(trial, storage_path) if status == "ERROR" else last.get("failure")
     return TrialRecord(phase=phase, trial_id=trial.trial_id, config=flat_config(trial.config), status=status,
                        metrics=last, attempts=trial.num_failures + 1, error=error,
                        checkpoint=checkpoint_location(trial.checkpoint, storage_path), history=history)
@@ -81,4 +99,4 @@ class ListenerCallback(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self.listener is not None:
-            self.listener.trial_finished(self._record(trial, status="ERROR", error=error_text(trial)))
+            self.listener.trial_finished(self._record(trial, status="ERROR", error=error_text(trial, self.storage_path)))

@@ -104,6 +104,24 @@ def preflight(uri: str | None, timeout: float = 10.0) -> str:
     return resolved
 
 
+def experiment_artifact_location(uri: str | None, experiment: str) -> str | None:
+    """Where an existing experiment keeps its artifacts; None when there is no such experiment yet."""
+    found = client_for(resolved_tracking_uri(uri)).get_experiment_by_name(experiment)
+    return found.artifact_location if found is not None else None
+
+
+def artifact_probe_uri(root: str) -> str:
+    """`root` as the storage module should open it to reach what MLflow reaches: MLflow's S3 client
+    also takes its endpoint from MLFLOW_S3_ENDPOINT_URL, which pyarrow does not read."""
+    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    if not endpoint or not root.startswith("s3://") or "?" in root:
+        return root
+    from urllib.parse import urlparse
+
+    parsed = urlparse(endpoint)
+    return f"{root}?endpoint_override={parsed.netloc}&scheme={parsed.scheme or 'https'}"
+
+
 def download_model(uri: str, tracking_uri: str | None = None) -> Path:
     """A local directory holding an exported model, from a path, `runs:/` or `models:/name@alias` URI."""
     if not storage.is_uri(uri) and not uri.startswith(("models:", "runs:")):

@@ -30,9 +30,11 @@ def _finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 class MlflowTracker:
     """Runs of one study: a parent run per hypothesis, nested child runs per trial and final seed."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str, study_id: str, *, warn: Callable[[str], None] = print):
+    def __init__(self, tracking_uri: str | None, experiment: str, study_id: str, *, warn: Callable[[str], None] = print,
+                 artifact_location: str | None = None):
         self.uri = resolved_tracking_uri(tracking_uri)
         self.experiment_name = experiment
+        self.artifact_location = artifact_location
         self.study_id = study_id
         self.warn = warn
         self.degraded = False
@@ -63,6 +65,7 @@ class MlflowTracker:
             found = self.client.get_experiment_by_name(self.experiment_name)
             if found is None:
                 self._experiment_id = self.client.create_experiment(self.experiment_name,
+                                                                    artifact_location=self.artifact_location,
                                                                     tags={STUDY_TAG: self.study_id, **EXPERIMENT_KIND})
             else:
                 self._experiment_id = found.experiment_id
