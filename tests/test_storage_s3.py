@@ -116,8 +116,9 @@ def test_preflight_refuses_a_missing_bucket_naming_the_field(s3, tmp_path, capsy
     values = {"data.path": good_data, field: missing}
     assert main(_study_args(tmp_path, *(f"{k}={v}" for k, v in values.items()))) == 2
     err = capsys.readouterr().err
-    problems = [line for line in err.splitlines() if line.strip().startswith("- ")]
-    assert len(problems) == 1 and problems[0].strip().startswith(f"- {field}: ") and missing in problems[0], err
+    # One problem, one line naming the field: "maskvae study: error: <what>: <field>: ... <uri> ...".
+    errors = [line for line in err.splitlines() if "maskvae study: error:" in line]
+    assert len(errors) == 1 and f": {field}: " in errors[0] and missing in errors[0], err
     assert not ray.is_initialized()
     assert not (tmp_path / "study").exists()
     if (tmp_path / "mlflow.db").exists():
@@ -139,4 +140,4 @@ def test_preflight_refuses_an_artifact_root_other_than_the_experiments(s3, tmp_p
     args = _study_args(tmp_path, f"data.path={s3.uri('faces')}", f"mlflow.artifact_location={s3.uri('mlflow')}")
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"- mlflow.artifact_location: {s3.uri('mlflow')}: experiment 'preflight-s3' already keeps" in err
+    assert f"mlflow.artifact_location: {s3.uri('mlflow')}: experiment 'preflight-s3' already keeps" in err

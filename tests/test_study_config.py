@@ -20,11 +20,15 @@ def test_every_shipped_preset_loads(preset):
 
 def test_paper_preset_has_the_papers_settings():
     config = load_study_config("paper", check_data=False)
-    assert config.search.trials_per_hypothesis == 16 and config.final.seeds == 3
+    assert config.search.trials_per_hypothesis == 16 and config.final.seeds == 5 and config.final.epochs == 100
     assert config.scheduler.kind == "asha" and config.train.model.width == 1.0 and config.train.model.latent_dim == 512
     weights = config.train.loss_weights
     assert (weights.ssim, weights.l1, weights.l2) == (1.0, 4.0, 100.0)
     assert config.train.batch_size == 32 and config.train.grad_clip_norm == 1e-3
+    train = config.train
+    assert (train.grad_clip_scope, train.adam_eps, train.batch_norm_decay) == ("per_parameter", 1e-7, 0.99)
+    assert (train.max_train_batches, train.max_val_batches, train.lr) == (4000, 700, 1e-4)  # the authors' epoch
+    assert (config.final.champion.view, config.final.champion.region) == ("decoder", "face")
 
 
 def test_all_problems_are_reported_together_naming_each_field(tmp_path):
