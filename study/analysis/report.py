@@ -206,9 +206,9 @@ def _ranking_section(r: Ranking, figure: Callable[..., str], paper: pd.DataFrame
     rel = figure(f"ranks_{key}.png", plot_rank_intervals, r)
     parts.append(f"![Rank intervals (critical-difference diagram), {r.title}]({rel})")
     parts.append(f"### Mask effect: {r.title}")
-    parts += [mask_effect_sentence(r), md.mask_effect_markdown(r)]
+    parts.append(mask_effect_sentence(r))
     if not r.mask_effect.empty:
-        parts.append(md.mask_effect_notes(r))
+        parts += [md.mask_effect_markdown(r), md.mask_effect_notes(r)]
         rel = figure(f"mask_effect_{key}.png", plot_mask_effect, r)
         parts.append(f"![Mask effect per loss, {r.title}]({rel})")
     if not r.claims_ok:
