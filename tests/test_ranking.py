@@ -7,42 +7,9 @@ import pandas as pd
 import pytest
 
 from study.analysis.ranking import METRIC_LABELS, METRICS, rank
-from study.analysis.statistics import bootstrap_mean_ci, dominant_hypothesis, holm, pareto_front
+from study.analysis.statistics import dominant_hypothesis, holm, pareto_front
 from study.analysis.tables import format_ranking_table, ranking_table, winner_sentence
-
-LOSSES = ("l1", "l2", "ssim", "ssim+l1", "ssim+l2")
-
-
-def make_scores(
-    offsets: dict[str, np.ndarray | float],
-    n_images: int = 60,
-    n_seeds: int = 3,
-    noise: float = 0.01,
-    seed: int = 0,
-    regions: tuple[str, ...] = ("full",),
-    lpips_nan: bool = False,
-) -> pd.DataFrame:
-    """Per-image scores: a shared per-image base plus a per-hypothesis offset (per metric) and noise."""
-    rng = np.random.default_rng(seed)
-    base = rng.uniform(0.2, 0.6, size=(n_images, len(METRICS)))
-    ids = [f"img{i:04d}" for i in range(n_images)]
-    frames = []
-    for region in regions:
-        for hyp, off in offsets.items():
-            loss, mask = hyp.split("/")
-            for s in range(n_seeds):
-                vals = base + np.asarray(off, dtype=float) + rng.normal(0, noise, size=base.shape)
-                d = pd.DataFrame(vals, columns=list(METRICS))
-                if lpips_nan:
-                    d["lpips"] = np.nan
-                d.insert(0, "hypothesis", hyp)
-                d.insert(1, "loss", loss)
-                d.insert(2, "mask", mask == "mask")
-                d.insert(3, "seed", s)
-                d.insert(4, "image_id", ids)
-                d.insert(5, "region", region)
-                frames.append(d)
-    return pd.concat(frames, ignore_index=True)
+from tests.helpers.scores import LOSSES, make_scores
 
 
 # --------------------------------------------------------------------------- holm
@@ -68,35 +35,7 @@ def test_holm_rejects_invalid() -> None:
         holm([1.5])
 
 
-# --------------------------------------------------------------------------- bootstrap CI
-
-
-def test_bootstrap_ci_covers_true_mean_and_narrows_with_more_data() -> None:
-    rng = np.random.default_rng(3)
-    true_mean = 0.4
-    covered, widths_small, widths_large = 0, [], []
-    for _ in range(40):
-        small = rng.normal(true_mean, 0.1, size=30)
-        large = rng.normal(true_mean, 0.1, size=600)
-        m, lo, hi = bootstrap_mean_ci(large, 400, 0.05, rng)
-        assert lo <= m <= hi
-        covered += lo <= true_mean <= hi
-        widths_large.append(hi - lo)
-        _, lo_s, hi_s = bootstrap_mean_ci(small, 400, 0.05, rng)
-        widths_small.append(hi_s - lo_s)
-    assert covered >= 34  # nominal 95% of 40 = 38; allow sampling slack
-    assert np.mean(widths_small) > 3 * np.mean(widths_large)
-
-
-def test_bootstrap_ci_columns_are_paired_and_validated() -> None:
-    rng = np.random.default_rng(0)
-    v = rng.normal(size=(50, 2))
-    mean, lo, hi = bootstrap_mean_ci(np.column_stack([v[:, 0], v[:, 0] + 1.0]), 200, 0.1, rng)
-    # identical resamples for both columns: the second CI is the first shifted by exactly 1
-    np.testing.assert_allclose(lo[1] - lo[0], 1.0)
-    np.testing.assert_allclose(hi[1] - hi[0], 1.0)
-    with pytest.raises(ValueError, match="NaN"):
-        bootstrap_mean_ci(np.array([1.0, np.nan]), 10, 0.05, rng)
+# --------------------------------------------------------------------------- seed-aware CI
 
 
 def test_rank_ci_contains_true_mean_and_widens_with_fewer_images() -> None:
@@ -138,10 +77,14 @@ def test_clearly_best_hypothesis_dominates() -> None:
     top = r.overall.iloc[0]
     assert top["hypothesis"] == "ssim+l2/mask" and top["rank"] == 1
     assert top["wins"] == len(METRICS)
-    assert top["prob_best"] > 0.99
-    assert r.overall["prob_best"].sum() == pytest.approx(1.0)
-    assert list(r.overall["rank"]) == list(range(1, 11))
-    assert winner_sentence(r) == "Dominant hypothesis: ssim+l2/mask"
+    assert top["p_best"] > 0.99 and top["rank_low"] == top["rank_high"] == 1
+    assert r.overall["p_best"].sum() == pytest.approx(1.0)
+    assert list(r.overall["rank"]) == list(range(1, 11)) and not r.overall["tied"].any()
+    assert r.top_group == ["ssim+l2/mask"]
+    assert winner_sentence(r).startswith("Best: ssim+l2/mask (rank interval 1-1, separable from the rest)")
+    assert "ssim+l2/mask dominates every other hypothesis at the means (in 100% of bootstrap replicates)" in \
+        winner_sentence(r)
+    assert r.pareto.set_index("hypothesis").at["ssim+l2/mask", "p_dominant"] == 1.0
 
 
 def test_incomparable_hypotheses_share_the_front() -> None:
@@ -152,7 +95,9 @@ def test_incomparable_hypotheses_share_the_front() -> None:
     assert r.dominant is None
     assert sorted(r.pareto_front) == ["l1/mask", "l2/mask"]
     assert r.overall.set_index("hypothesis").at["ssim/mask", "rank"] == 3
-    assert "No hypothesis dominates" in winner_sentence(r)
+    assert "dominates" not in winner_sentence(r)
+    front = r.pareto.set_index("hypothesis")
+    assert front.loc[["l1/mask", "l2/mask"], "p_front"].min() == 1.0 and front.at["ssim/mask", "p_front"] == 0.0
 
 
 def test_pareto_and_dominance_functions_directly() -> None:
@@ -191,7 +136,7 @@ def test_mask_effect_zero_effect_is_inconclusive() -> None:
 
 
 def test_mask_effect_identical_scores_give_p_one() -> None:
-    scores = make_scores({"l1/mask": 0.0}, n_seeds=2, noise=0.0)
+    scores = make_scores({"l1/mask": 0.0}, n_seeds=3, noise=0.0)
     twin = scores.assign(hypothesis="l1/nomask", mask=False)
     r = rank(pd.concat([scores, twin], ignore_index=True), n_boot=100)
     assert (r.mask_effect["p_value"] == 1.0).all()

@@ -1,4 +1,5 @@
-"""The markdown report and its figures."""
+"""The markdown report and its figures. Two reports are written once per module (figures take about a
+second each) and inspected by several tests."""
 
 from __future__ import annotations
 
@@ -10,43 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from study.analysis import figures as figures_mod
 from study.analysis import report as report_mod
 from study.analysis.ranking import METRICS, rank
 from study.analysis.report import load_paper_reference, write_report
-from tests.test_ranking import LOSSES, make_scores
-
-HYPOTHESES = [f"{loss}/{m}" for loss in LOSSES for m in ("mask", "nomask")]
-
-
-@pytest.fixture(scope="module")
-def rankings() -> dict:
-    offsets = {h: 0.02 * k for k, h in enumerate(HYPOTHESES)}
-    full = make_scores(offsets, n_images=30, n_seeds=2, lpips_nan=True)
-    face = full.assign(region="face")
-    face[[m for m in METRICS if m != "lpips"]] += 0.05
-    scores = pd.concat([full, face], ignore_index=True)
-    return {g: rank(scores, g, n_boot=100) for g in ("full", "face")}
-
-
-@pytest.fixture()
-def trials() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    rows = []
-    for h in HYPOTHESES:
-        for t in range(4):
-            rows.append(
-                {
-                    "hypothesis": h,
-                    "trial_id": f"{h.replace('/', '_')}_{t}",
-                    "kl_weight": 10 ** rng.uniform(-5, -1),
-                    "lr": 10 ** rng.uniform(-5, -3),
-                    "objective": np.nan if t == 3 else rng.uniform(0.1, 1.0),
-                    "status": "ERROR" if t == 3 else "TERMINATED",
-                    "epochs": 3,
-                }
-            )
-    return pd.DataFrame(rows)
-
+from tests.helpers.scores import HYPOTHESES, make_scores
 
 STUDY_INFO = {
     "name": "smoke",
@@ -55,28 +24,90 @@ STUDY_INFO = {
     "config": {"epochs": 2, "trials_per_hypothesis": 4},
     "lpips_available": False,
 }
+CELEBA_INFO = {**STUDY_INFO, "dataset": {"source": "celeba", "image_size": 144, "content_hash": "abc123"}}
+
+
+def _rankings(n_seeds: int) -> dict:
+    offsets = {h: 0.02 * k for k, h in enumerate(HYPOTHESES)}
+    full = make_scores(offsets, n_images=30, n_seeds=n_seeds, lpips_nan=True, views=("composed",), seed_sd=0.005)
+    face = full.assign(view="decoder", region="face")
+    face[[m for m in METRICS if m != "lpips"]] += 0.05
+    scores = pd.concat([full, face], ignore_index=True)
+    return {(v, g): rank(scores, g, n_boot=100, view=v) for v, g in (("composed", "full"), ("decoder", "face"))}
+
+
+def _trials() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [{"hypothesis": h, "trial_id": f"{h.replace('/', '_')}_{t}", "kl_weight": 10 ** rng.uniform(-5, -1),
+             "lr": 10 ** rng.uniform(-5, -3), "objective": np.nan if t == 3 else rng.uniform(0.1, 1.0),
+             "status": "ERROR" if t == 3 else "TERMINATED", "epochs": 3}
+            for h in HYPOTHESES for t in range(4)]
+    return pd.DataFrame(rows)
+
+
+def _png(path: Path, colour: tuple[int, int, int]) -> Path:
+    Image.new("RGB", (96, 64), colour).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def rankings() -> dict:
+    """Three seeds: enough for model-level tests."""
+    return _rankings(3)
+
+
+@pytest.fixture(scope="module")
+def celeba_report(tmp_path_factory, rankings) -> tuple[Path, str]:
+    """Three seeds, CelebA at 144 px (the paper's magnitudes apply), trials, per-hypothesis grids."""
+    tmp = tmp_path_factory.mktemp("celeba")
+    grid = _png(tmp / "grid.png", (200, 30, 30))
+    path = write_report(tmp / "study", rankings, _trials(), CELEBA_INFO, recon_grids={"l1/mask": grid, "l2/nomask": grid},
+                        paper_reference=load_paper_reference())
+    return path.parent, path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def synthetic_report(tmp_path_factory) -> tuple[Path, str]:
+    """Two seeds, synthetic 32 px faces, no trials, the combined reconstruction grid."""
+    tmp = tmp_path_factory.mktemp("synthetic")
+    combined = _png(tmp / "combined.png", (10, 200, 30))
+    path = write_report(tmp / "study", _rankings(2), pd.DataFrame(), STUDY_INFO,
+                        recon_grids={"l1/mask": combined}, paper_reference=load_paper_reference(),
+                        combined_grid=combined)
+    return path.parent, path.read_text(encoding="utf-8")
 
 
 def _links(text: str) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
 
 
-def test_report_mentions_everything_and_figures_are_pngs(tmp_path: Path, rankings: dict, trials) -> None:
-    grid = tmp_path / "grid.png"
-    Image.new("RGB", (96, 64), (200, 30, 30)).save(grid)
-    out = tmp_path / "study"
-    path = write_report(out, rankings, trials, STUDY_INFO, recon_grids={"l1/mask": grid, "l2/nomask": grid})
-    assert path == out / "REPORT.md"
-    text = path.read_text(encoding="utf-8")
+def _mask_effect_rows(text: str) -> list[str]:
+    return [line for section in text.split("### Mask effect")[1:] for line in section.split("###")[0].splitlines()
+            if re.match(r"\| (l1|l2|ssim|ssim\+l1|ssim\+l2) \| ", line)]
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(heading)[1].split("\n## ")[0]
+
+
+def test_report_opens_with_the_decoder_view_and_figures_are_pngs(celeba_report) -> None:
+    out, text = celeba_report
     for h in HYPOTHESES:
         assert h in text
-    assert "Dominant hypothesis: l1/mask" in text
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[:3] == ["## Answer", "## Ranking: face region (ground-truth mask), decoder view",
+                            "## Ranking: full output, composed view"]
+    answer = _section(text, "## Answer")
+    assert answer.index("Decoder view, face region") < answer.index("Mask effect (model level") \
+        < answer.index("Composed view, full output") < answer.index("by construction")
+    assert "**crossed**" in text and "This study has 3 seeds per hypothesis" in text
     assert "unavailable" in text and "LPIPS" in text
-    assert "(paper)" not in text and "paper" not in text.lower()
+    assert not re.search(r"\bfair\b", text, re.IGNORECASE)
     links = _links(text)
-    for expected in ("figures/metrics_full.png", "figures/metrics_face.png", "figures/trials.png"):
-        assert expected in links
-    assert "figures/recon_l1_mask.png" in links and "figures/recon_l2_nomask.png" in links
+    for key in ("decoder_face", "composed_full"):
+        for kind in ("metrics", "ranks", "mask_effect", "factorial"):
+            assert f"figures/{kind}_{key}.png" in links
+    assert {"figures/trials.png", "figures/recon_l1_mask.png", "figures/recon_l2_nomask.png"} <= set(links)
     for rel in links:
         with Image.open(out / rel) as im:  # relative to REPORT.md
             im.verify()
@@ -84,32 +115,78 @@ def test_report_mentions_everything_and_figures_are_pngs(tmp_path: Path, ranking
     assert not [p for p in out.iterdir() if p.name.startswith(".report-tmp")]
 
 
-def test_paper_column_only_with_paper_reference(tmp_path: Path, rankings: dict, trials) -> None:
+def test_paper_magnitudes_only_at_celeba_144(celeba_report) -> None:
+    _, text = celeba_report
     paper = load_paper_reference()
-    path = write_report(tmp_path / "a", rankings, trials, STUDY_INFO, paper_reference=paper)
-    text = path.read_text(encoding="utf-8")
-    full_section = text.split("## Ranking: full output")[1].split("## Ranking:")[0]
-    face_section = text.split("## Ranking: face region")[1].split("## Mask vs no mask")[0]
-    assert "1-SSIM (paper)" in full_section and "LPIPS (paper)" in full_section
-    assert "(paper)" not in face_section
-    assert f"{paper.at['ssim+l2/mask', 'one_minus_ssim']:.3f}" in full_section
+    composed = _section(text, "## Ranking: full output, composed view")
+    decoder = _section(text, "## Ranking: face region (ground-truth mask), decoder view")
+    assert "1-SSIM (paper)" in composed and "LPIPS (paper)" in composed and "(paper)" not in decoder
+    assert f"{paper.at['ssim+l2/mask', 'one_minus_ssim']:.3f}" in composed
     assert "figures/paper_comparison.png" in _links(text)
-    with Image.open(tmp_path / "a" / "figures" / "paper_comparison.png") as im:
-        assert im.format == "PNG"
-
-    plain = write_report(tmp_path / "b", rankings, trials, STUDY_INFO).read_text(encoding="utf-8")
-    assert "(paper)" not in plain
-    assert not (tmp_path / "b" / "figures" / "paper_comparison.png").exists()
+    # l1/mask is best on every metric by 0.02: dominant, with its bootstrap frequency (3 seeds).
+    assert re.search(r"\| \*\*l1/mask\*\* \|.*\| dominant \(\d+%\) \|$", composed, re.MULTILINE)
+    direction = _section(text, "## Direction of effects against the paper")
+    assert "**Caveat:**" not in direction and "Kendall's τ" in direction
 
 
-def test_plot_failure_leaves_nothing_behind(tmp_path: Path, rankings: dict, trials, monkeypatch) -> None:
+def test_directions_for_every_dataset_with_a_caveat_off_celeba_144(synthetic_report) -> None:
+    out, text = synthetic_report
+    assert "(paper)" not in text and not (out / "figures" / "paper_comparison.png").exists()
+    direction = _section(text, "## Direction of effects against the paper")
+    assert "**Caveat:** this study ran on synthetic at 32 px" in direction
+    assert "| l1 | 1-SSIM | -0.029 |" in direction and "Kendall's τ" in direction
+    assert "decoder view, face" in direction and "composed view, full" in direction
+
+
+def test_fewer_than_three_seeds_say_what_cannot_be_shown(synthetic_report) -> None:
+    _, text = synthetic_report
+    assert "**The effect cannot be tested at the model level**" in text
+    assert "Per-seed means (each trained model's mean over the test images):" in text
+    assert re.search(r"\| l1/mask \| 0, 1 \| \d\.\d{4} / \d\.\d{4} \|", text)
+    assert "P(best) is not reported" in text and "This study has 2 seeds per hypothesis" in text
+    assert re.search(r"\| \*\*l1/mask\*\*( ≈)? \|.*\| — \| dominant \|$", text, re.MULTILINE)
+    assert "with fewer than 3 seeds its bootstrap frequency is not reported" in text
+    rows = _mask_effect_rows(text)
+    assert len(rows) == 2 * 5 * 5  # 5 losses x 5 available metrics per (view, region)
+    assert all(re.search(r"\| — \| not tested \| \d/4 \|$", row) for row in rows)
+
+
+def test_combined_grid_replaces_the_per_hypothesis_grids_and_no_trials(synthetic_report) -> None:
+    out, text = synthetic_report
+    assert "figures/reconstructions.png" in _links(text) and "recon_l1_mask" not in text
+    assert (out / "figures" / "reconstructions.png").is_file()
+    assert "decoder's own output and the composed output" in text
+    assert "No tuning trials were recorded." in text and not (out / "figures" / "trials.png").exists()
+
+
+def test_mask_effect_rows_have_verdicts_with_three_seeds(celeba_report) -> None:
+    _, text = celeba_report
+    rows = _mask_effect_rows(text)
+    assert len(rows) == 2 * 5 * 5
+    assert all(re.search(r"\| (mask|nomask|inconclusive) \| \d/9 \|$", row) for row in rows)
+
+
+def test_no_panel_for_an_unavailable_metric(tmp_path: Path, rankings: dict, monkeypatch) -> None:
+    saved = []
+    monkeypatch.setattr(figures_mod, "save", lambda fig, path: saved.append(fig))
+    r = rankings[("decoder", "face")]
+    for plot in (figures_mod.plot_metric_points, figures_mod.plot_mask_effect, figures_mod.plot_factorial):
+        plot(r, tmp_path / "x.png")
+    for fig in saved:
+        titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+        assert len(titles) == len(METRICS) - 1 and "LPIPS" not in titles
+        assert len(fig.legends) == 1  # one figure legend, outside the panels
+    assert "unavailable, not shown: LPIPS" in saved[0].get_suptitle()
+
+
+def test_plot_failure_leaves_nothing_behind(tmp_path: Path, rankings: dict, monkeypatch) -> None:
     def boom(*_args, **_kwargs):
         raise RuntimeError("plot failed")
 
-    monkeypatch.setattr(report_mod, "plot_trials", boom)
+    monkeypatch.setattr(report_mod, "plot_metric_points", boom)
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError, match="plot failed"):
-        write_report(fresh, rankings, trials, STUDY_INFO)
+        write_report(fresh, rankings, pd.DataFrame(), STUDY_INFO)
     assert not fresh.exists()
 
     existing = tmp_path / "existing"
@@ -117,28 +194,22 @@ def test_plot_failure_leaves_nothing_behind(tmp_path: Path, rankings: dict, tria
     (existing / "REPORT.md").write_text("old report", encoding="utf-8")
     (existing / "keep.txt").write_text("study data", encoding="utf-8")
     with pytest.raises(RuntimeError, match="plot failed"):
-        write_report(existing, rankings, trials, STUDY_INFO)
+        write_report(existing, rankings, pd.DataFrame(), STUDY_INFO)
     assert (existing / "REPORT.md").read_text(encoding="utf-8") == "old report"
     assert sorted(p.name for p in existing.iterdir()) == ["REPORT.md", "keep.txt"]
 
 
-def test_empty_trials_and_mask_effect_table(tmp_path: Path, rankings: dict) -> None:
-    text = write_report(tmp_path, rankings, pd.DataFrame(), STUDY_INFO).read_text(encoding="utf-8")
-    assert "No tuning trials were recorded." in text
-    assert "figures/trials.png" not in text and not (tmp_path / "figures" / "trials.png").exists()
-    mask_section = text.split("## Mask vs no mask")[1]
-    # 5 losses x 5 available metrics per region, each row with a verdict
-    rows = [line for line in mask_section.splitlines() if line.startswith("| l") or line.startswith("| s")]
-    assert len(rows) == 2 * 5 * 5
-    assert all(re.search(r"\| (mask|nomask|inconclusive) \|$", row) for row in rows)
-
-
-def test_bad_inputs_are_named(tmp_path: Path, rankings: dict, trials) -> None:
+def test_bad_inputs_are_named(tmp_path: Path, rankings: dict) -> None:
+    trials = _trials()
     with pytest.raises(ValueError, match="objective"):
         write_report(tmp_path / "x", rankings, trials.drop(columns="objective"), STUDY_INFO)
     with pytest.raises(FileNotFoundError, match="l1/mask"):
         write_report(tmp_path / "y", rankings, trials, STUDY_INFO, recon_grids={"l1/mask": tmp_path / "nope.png"})
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    with pytest.raises(FileNotFoundError, match="combined"):
+        write_report(tmp_path / "z", rankings, trials, STUDY_INFO, combined_grid=tmp_path / "nope.png")
+    with pytest.raises(ValueError, match="no rankings"):
+        write_report(tmp_path / "w", {}, trials, STUDY_INFO)
+    assert not [p for p in tmp_path.iterdir()]
 
 
 def test_load_paper_reference(tmp_path: Path) -> None:

@@ -89,10 +89,10 @@ def test_report_and_ranking_list_every_hypothesis_with_finite_values(finished_st
     report = (out / "REPORT.md").read_text()
     for hypothesis in HYPOTHESES:
         assert hypothesis in report
-    assert (out / "figures" / "metrics_full.png").exists()
+    assert (out / "figures" / "metrics_composed_full.png").exists()
     scores = pd.read_parquet(out / "results" / "scores.parquet")
     assert set(scores["region"]) == {"full", "face"} and set(scores["seed"]) == {1, 2}
-    ranking = pd.read_csv(out / "results" / "ranking_full.csv")
+    ranking = pd.read_csv(out / "results" / "ranking_composed_full.csv")
     assert set(ranking["hypothesis"]) == set(HYPOTHESES)
     finite = ranking[ranking["metric"] != "lpips"]["mean"]
     assert finite.map(math.isfinite).all()

@@ -1,4 +1,9 @@
-"""The report's figures: per-metric charts, the paper comparison, the tuning trials."""
+"""The report's effect figures: per-metric means, the mask effect, the factorial effects, the paper.
+
+Points with interval whiskers, never bars (bars on an axis that does not start at zero exaggerate
+differences); one panel per available metric (an unavailable metric gets no panel); losses in the
+paper's order; legends outside the axes.
+"""
 from __future__ import annotations
 
 import math
@@ -8,158 +13,172 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
 
-from study.analysis.ranking import METRIC_LABELS, METRICS, REGION_TITLES, Ranking
-from study.search.objective import best
+from study.analysis.effects import NOT_TESTED
+from study.analysis.ranking import METRIC_LABELS, Ranking
+from study.analysis.scores import grid_sorted
 
-MASK_COLOURS = {True: "#1f77b4", False: "#ff7f0e"}
+MASK_COLOURS = {True: "#1f77b4", False: "#d95f02"}
 MASK_NAMES = {True: "mask", False: "no mask"}
+PAPER_LOSS_ORDER = ("l1", "l2", "ssim", "ssim+l1", "ssim+l2")
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)  # explicit Agg canvas: no pyplot, no global backend state
     return fig
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save(fig: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, format="png")
 
 
-def _panel_grid(fig: Figure, n: int, ncols: int = 3, share: bool = False) -> list[Any]:
+def panel_grid(fig: Figure, n: int, ncols: int = 3, **share: Any) -> list[Any]:
+    ncols = max(1, min(ncols, n))
     nrows = max(1, math.ceil(n / ncols))
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=share, sharey=share).ravel()
+    axes = fig.subplots(nrows, ncols, squeeze=False, **share).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
     return list(axes[:n])
 
 
-def _zoom(ax: Any, lows: list[float], highs: list[float]) -> None:
-    """Y range around the data: the differences between hypotheses are small next to the values."""
-    lows = [v for v in lows if np.isfinite(v)]
-    highs = [v for v in highs if np.isfinite(v)]
-    if not lows:
-        return
-    lo, hi = min(lows), max(highs)
-    span = max(hi - lo, 1e-3 * max(abs(hi), 1e-9))
-    ax.set_ylim(max(0.0, lo - 0.6 * span), hi + 0.25 * span)
+def loss_order(losses) -> list[str]:
+    losses = list(dict.fromkeys(map(str, losses)))
+    return [l for l in PAPER_LOSS_ORDER if l in losses] + [l for l in losses if l not in PAPER_LOSS_ORDER]
 
 
-def plot_metric_bars(ranking: Ranking, path: Path) -> None:
-    """One panel per metric: losses on x, mask vs no-mask bars side by side with CI error bars."""
-    summary = ranking.summary
-    losses = list(pd.unique(summary["loss"]))
-    fig = _new_figure(13, 7)
+def _unavailable_note(r: Ranking) -> str:
+    if not r.unavailable_metrics:
+        return ""
+    return f"; unavailable, not shown: {', '.join(METRIC_LABELS[m] for m in r.unavailable_metrics)}"
+
+
+def _legend_below(fig: Figure, handles: list, labels: list) -> None:
+    """Below the panels, outside every axis, so it covers no data."""
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
+
+
+def _unique_handles(axes: list[Any]) -> tuple[list, list]:
+    """Each label once, from whichever panel shows it."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    return list(handles.values()), list(handles)
+
+
+def plot_metric_points(r: Ranking, path: Path) -> None:
+    """Per metric, each loss's mask and no-mask means with their seed-aware CIs."""
+    metrics = r.metrics
+    losses = loss_order(r.summary["loss"])
+    fig = new_figure(4.2 * min(3, len(metrics)), 3.4 * math.ceil(len(metrics) / 3) + 0.9)
     x = np.arange(len(losses))
-    width = 0.38
-    for ax, metric in zip(_panel_grid(fig, len(METRICS)), METRICS):
-        ax.set_title(METRIC_LABELS[metric])
-        ax.set_xticks(x, losses)
-        ax.set_xlim(-0.6, len(losses) - 0.4)
-        ax.grid(axis="y", alpha=0.3)
-        if metric in ranking.unavailable_metrics or metric not in ranking.metrics:
-            ax.text(0.5, 0.5, "unavailable", ha="center", va="center", transform=ax.transAxes, color="grey")
-            ax.set_yticks([])
-            continue
-        rows = summary[summary["metric"] == metric]
-        lows, highs = [], []
+    for ax, metric in zip(panel_grid(fig, len(metrics)), metrics):
+        rows = r.summary[r.summary["metric"] == metric]
         for k, mask in enumerate((True, False)):
             sel = rows[rows["mask"] == mask].set_index("loss").reindex(losses)
             mean = sel["mean"].to_numpy(float)
             err = np.vstack([mean - sel["ci_low"].to_numpy(float), sel["ci_high"].to_numpy(float) - mean])
-            ax.bar(
-                x + (k - 0.5) * width,
-                mean,
-                width,
-                yerr=err,
-                capsize=3,
-                color=MASK_COLOURS[mask],
-                label=MASK_NAMES[mask],
-                error_kw={"elinewidth": 1, "ecolor": "black"},
-            )
-            lows += list(sel["ci_low"])
-            highs += list(sel["ci_high"])
-        _zoom(ax, lows, highs)
-    handles, labels = next(
-        (ax.get_legend_handles_labels() for ax in fig.axes if ax.get_legend_handles_labels()[0]), ([], [])
-    )
-    fig.legend(handles, labels, loc="outside upper right", ncols=2)
-    fig.suptitle(
-        f"Test metrics, {REGION_TITLES.get(ranking.region, ranking.region)}: mean with "
-        f"{1 - ranking.alpha:.0%} bootstrap CI (lower is better; y axes do not start at 0)"
-    )
-    _save(fig, path)
+            ax.errorbar(x + (k - 0.5) * 0.25, mean, yerr=err, fmt="o", capsize=3, color=MASK_COLOURS[mask],
+                        label=MASK_NAMES[mask])
+        ax.set_title(METRIC_LABELS[metric])
+        ax.set_xticks(x, losses)
+        ax.set_xlim(-0.6, len(losses) - 0.4)
+        ax.grid(axis="y", alpha=0.3)
+    _legend_below(fig, *_unique_handles(fig.axes))
+    fig.suptitle(f"Test metrics, {r.title}: mean and {1 - r.alpha:.0%} seed-aware CI (lower is better)"
+                 f"{_unavailable_note(r)}")
+    save(fig, path)
 
 
-def plot_paper_comparison(ranking: Ranking, paper: pd.DataFrame, path: Path) -> None:
-    """Per metric, our full-output means (with CI) next to the paper's published values."""
-    hyps = [h for h in ranking.hypotheses if h in paper.index]
-    means = ranking.means()
-    lo, hi = ranking.ci()
-    fig = _new_figure(14, 7.5)
+def plot_mask_effect(r: Ranking, path: Path) -> None:
+    """Per metric, mask - no mask per loss with its seed-aware CI; below zero favours the mask."""
+    e = r.mask_effect
+    metrics = [m for m in r.metrics if m in set(e["metric"])]
+    losses = loss_order(e["loss"])
+    fig = new_figure(4.2 * min(3, len(metrics)), 3.2 * math.ceil(len(metrics) / 3) + 0.9)
+    x = np.arange(len(losses))
+    styles = {"mask": ("#1b9e77", "mask better"), "nomask": ("#d95f02", "no mask better"),
+              "inconclusive": ("#555555", "inconclusive"), NOT_TESTED: ("#555555", "not tested (< 3 seeds)")}
+    for ax, metric in zip(panel_grid(fig, len(metrics)), metrics):
+        sel = e[e["metric"] == metric].set_index("loss").reindex(losses)
+        ax.axhline(0, color="black", lw=0.8)
+        for verdict, (colour, label) in styles.items():
+            pick = (sel["better"] == verdict).to_numpy()
+            if not pick.any():
+                continue
+            d = sel["diff"].to_numpy(float)[pick]
+            err = np.vstack([d - sel["ci_low"].to_numpy(float)[pick], sel["ci_high"].to_numpy(float)[pick] - d])
+            hollow = verdict in ("inconclusive", NOT_TESTED)
+            ax.errorbar(x[pick], d, yerr=err, fmt="s" if verdict == NOT_TESTED else "o",
+                        mfc="white" if hollow else colour, color=colour, capsize=3, label=label)
+        ax.set_title(METRIC_LABELS[metric])
+        ax.set_xticks(x, losses)
+        ax.set_xlim(-0.6, len(losses) - 0.4)
+        ax.grid(axis="y", alpha=0.3)
+    _legend_below(fig, *_unique_handles(fig.axes))
+    fig.suptitle(f"Mask effect, {r.title}: mask − no mask with {1 - r.alpha:.0%} seed-aware CI "
+                 f"(below 0 favours the mask)")
+    save(fig, path)
+
+
+def plot_factorial(r: Ranking, path: Path) -> None:
+    """Per metric, a forest plot of the mask main effect, each loss's main effect and its interaction."""
+    f = r.factorial
+    metrics = [m for m in r.metrics if m in set(f["metric"])]
+    first = f[f["metric"] == metrics[0]]
+    labels = [_factor_label(row) for _, row in first.iterrows()]
+    y = np.arange(len(labels))[::-1]
+    fig = new_figure(4.0 * min(3, len(metrics)), 0.32 * len(labels) * math.ceil(len(metrics) / 3) + 1.6)
+    colours = {"mask": "#1b9e77", "loss": "#7570b3", "loss x mask": "#e7298a"}
+    axes = panel_grid(fig, len(metrics), sharey=True)
+    for ax, metric in zip(axes, metrics):
+        sel = f[f["metric"] == metric].reset_index(drop=True)
+        ax.axvline(0, color="black", lw=0.8)
+        for effect, colour in colours.items():
+            pick = (sel["effect"] == effect).to_numpy()
+            if pick.any():
+                est = sel["estimate"].to_numpy(float)[pick]
+                err = np.vstack([est - sel["ci_low"].to_numpy(float)[pick], sel["ci_high"].to_numpy(float)[pick] - est])
+                ax.errorbar(est, y[pick], xerr=err, fmt="o", color=colour, capsize=2, label=effect)
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.set_title(METRIC_LABELS[metric])
+        ax.grid(axis="x", alpha=0.3)
+    _legend_below(fig, *_unique_handles(axes))
+    fig.suptitle(f"Loss x mask factorial, {r.title}: effects with {1 - r.alpha:.0%} seed-aware CI "
+                 "(below 0 favours the mask / the loss)")
+    save(fig, path)
+
+
+def _factor_label(row: pd.Series) -> str:
+    if row["effect"] == "mask":
+        return "mask (all losses)"
+    if row["effect"] == "loss":
+        return f"loss {row['level']}"
+    return f"{row['level']} × mask"
+
+
+def plot_paper_comparison(r: Ranking, paper: pd.DataFrame, path: Path) -> None:
+    """Per metric, this study's means (with CI) next to the paper's published values."""
+    hyps = grid_sorted(h for h in r.hypotheses if h in paper.index)
+    metrics = r.metrics
+    means = r.means()
+    lo, hi = r.ci()
+    fig = new_figure(4.6 * min(3, len(metrics)), 3.8 * math.ceil(len(metrics) / 3) + 0.9)
     x = np.arange(len(hyps))
-    width = 0.38
-    for ax, metric in zip(_panel_grid(fig, len(METRICS)), METRICS):
+    for ax, metric in zip(panel_grid(fig, len(metrics)), metrics):
+        m = means.loc[hyps, metric].to_numpy(float)
+        err = np.vstack([m - lo.loc[hyps, metric].to_numpy(float), hi.loc[hyps, metric].to_numpy(float) - m])
+        ax.errorbar(x - 0.12, m, yerr=err, fmt="o", color="#2ca02c", capsize=2, label="this study")
+        ax.plot(x + 0.12, paper.loc[hyps, metric].to_numpy(float), "D", mfc="white", color="#555555",
+                label="paper")
         ax.set_title(METRIC_LABELS[metric])
         ax.set_xticks(x, hyps, rotation=60, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-        ref = paper.loc[hyps, metric].to_numpy(float)
-        ax.bar(x + width / 2, ref, width, color="#7f7f7f", label="paper")
-        lows, highs = list(ref), list(ref)
-        if metric in ranking.metrics:
-            m = means.loc[hyps, metric].to_numpy(float)
-            err = np.vstack([m - lo.loc[hyps, metric].to_numpy(float), hi.loc[hyps, metric].to_numpy(float) - m])
-            ax.bar(x - width / 2, m, width, yerr=err, capsize=2, color="#2ca02c", label="this study")
-            lows += list(lo.loc[hyps, metric])
-            highs += list(hi.loc[hyps, metric])
-        else:
-            ax.text(0.5, 0.9, "ours: unavailable", ha="center", transform=ax.transAxes, color="grey")
-        _zoom(ax, lows, highs)
-    handles, labels = fig.axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper right", ncols=2)
-    fig.suptitle(
-        "Full-output test metrics: this study vs the paper's published values "
-        "(lower is better; y axes do not start at 0)"
-    )
-    _save(fig, path)
-
-
-def plot_trials(trials: pd.DataFrame, mode: str, path: Path) -> None:
-    """Per hypothesis, tried (lr, kl_weight) coloured by the objective; the best trial starred."""
-    hyps = list(pd.unique(trials["hypothesis"]))
-    ncols = min(5, len(hyps))
-    fig = _new_figure(3.4 * ncols, 3.2 * math.ceil(len(hyps) / ncols) + 0.6)
-    # Shared axes: every hypothesis searches the same (lr, kl_weight) box.
-    for ax, h in zip(_panel_grid(fig, len(hyps), ncols, share=True), hyps):
-        sub = trials[trials["hypothesis"] == h]
-        ok = sub[np.isfinite(sub["objective"].to_numpy(float))]
-        failed = sub.drop(ok.index)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(h, fontsize=10)
-        ax.set_xlabel("lr")
-        ax.set_ylabel("kl_weight")
-        # Minor-tick labels collide when a search range spans less than a decade.
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        if len(failed):
-            ax.scatter(failed["lr"], failed["kl_weight"], marker="x", color="grey", label="no objective")
-        if len(ok):
-            # Each hypothesis optimises its own loss, so objectives are only comparable within a panel.
-            norm = Normalize(ok["objective"].min(), ok["objective"].max())
-            points = ax.scatter(ok["lr"], ok["kl_weight"], c=ok["objective"], cmap="viridis_r" if mode == "min" else "viridis", norm=norm, s=28)
-            best_row = best_trial(ok, mode)
-            ax.scatter([best_row["lr"]], [best_row["kl_weight"]], marker="*", s=180, facecolor="none", edgecolor="red")
-            fig.colorbar(points, ax=ax, label=f"objective ({'lower' if mode == 'min' else 'higher'} is better)")
-    fig.suptitle("Tuning trials per hypothesis (red star: best objective; grey x: failed/no objective)")
-    _save(fig, path)
-
-
-def best_trial(trials: pd.DataFrame, mode: str) -> pd.Series | None:
-    """The best row of a trials table by the objective's own mode (the study's one "better" rule)."""
-    label = best(trials.index, lambda i: trials.at[i, "objective"], mode)
-    return None if label is None else trials.loc[label]
+    _legend_below(fig, *_unique_handles(fig.axes))
+    fig.suptitle(f"{r.title.capitalize()}: this study vs the paper's published values (lower is better)"
+                 f"{_unavailable_note(r)}")
+    save(fig, path)

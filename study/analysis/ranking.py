@@ -1,53 +1,38 @@
-"""Paired statistics over per-image test scores: CIs, mask effect, Pareto dominance, overall rank.
+"""One (view, region)'s comparison of the hypotheses: seed-aware means, the mask effect, the factorial
+effects, and ranks that say what the data can separate.
 
-Every metric is lower-is-better. Hypotheses are compared on the same test images (paired), so
-the bootstrap resamples image ids once per replicate and applies them to every hypothesis.
+Every metric is lower-is-better. See `statistics` for the intervals and tests (t on a standard error
+with an image part and a seed part) and `resampling` for the crossed bootstrap behind the rank
+intervals, P(best) and the Pareto frequencies.
 """
-
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.config.hypotheses import Hypothesis
-from study.analysis.statistics import (bootstrap_mean_ci, check_boot_args, crossed_bootstrap, dominant_hypothesis,
-                                      holm, paired_p_value, pareto_front)
+from study.analysis.effects import factorial, mask_effect
+from study.analysis.resampling import crossed_bootstrap, rank_stats
+from study.analysis.scores import (LEGACY_VIEW, METRIC_LABELS, METRICS, REGION_TITLES, VIEW_TITLES, ScoreCube,
+                                   build_cube, grid_sorted, hypothesis_name, pair_title)
+from study.analysis.statistics import MIN_TEST_SEEDS, Moments, check_boot_args
 
-METRICS: tuple[str, ...] = (
-    "one_minus_ssim",
-    "one_minus_ms_ssim",
-    "lpips",
-    "one_minus_vif",
-    "l1_x10",
-    "l2_x10",
-)
-METRIC_LABELS: dict[str, str] = {
-    "one_minus_ssim": "1-SSIM",
-    "one_minus_ms_ssim": "1-MS-SSIM",
-    "lpips": "LPIPS",
-    "one_minus_vif": "1-VIF",
-    "l1_x10": "10·l1",
-    "l2_x10": "10·l2",
-}
-REGION_TITLES = {
-    "full": "full output",
-    "face": "face region only (ground-truth mask)",
-}
-ID_COLUMNS: tuple[str, ...] = ("hypothesis", "loss", "mask", "seed", "image_id", "region")
+__all__ = ["METRICS", "METRIC_LABELS", "REGION_TITLES", "VIEW_TITLES", "Ranking", "hypothesis_name", "rank",
+           "pair_title", "SUMMARY_COLUMNS", "OVERALL_COLUMNS", "PARETO_COLUMNS"]
 
-SUMMARY_COLUMNS = ["hypothesis", "loss", "mask", "metric", "mean", "ci_low", "ci_high", "n_images", "n_seeds"]
-MASK_EFFECT_COLUMNS = ["loss", "metric", "diff", "ci_low", "ci_high", "p_value", "p_holm", "better"]
-OVERALL_COLUMNS = ["hypothesis", "mean_rank", "rank", "wins", "prob_best"]
-
+SUMMARY_COLUMNS = ["hypothesis", "loss", "mask", "metric", "mean", "ci_low", "ci_high", "se", "df", "n_images",
+                   "n_seeds", "seeds_assessed"]
+OVERALL_COLUMNS = ["hypothesis", "loss", "mask", "mean_rank", "rank", "tied", "rank_low", "rank_high", "top_group",
+                   "wins", "p_best", "n_seeds"]
+PARETO_COLUMNS = ["hypothesis", "on_front", "p_front", "dominant", "p_dominant", "n_seeds"]
 
 
 @dataclass
 class Ranking:
-    """Everything the report and the CLI need about one region's comparison."""
+    """Everything the report, the terminal and MLflow need about one (view, region)."""
 
     region: str
     summary: pd.DataFrame
@@ -59,6 +44,20 @@ class Ranking:
     n_boot: int = 0
     alpha: float = 0.05
     n_dropped_images: int = 0
+    view: str = LEGACY_VIEW
+    factorial: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pareto: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seed_means: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metric_agreement: tuple[float, float] | None = None  # min, max Spearman between metrics over hypotheses
+
+    @property
+    def key(self) -> str:
+        """File-name form, e.g. ``decoder_face``."""
+        return f"{self.view}_{self.region}"
+
+    @property
+    def title(self) -> str:
+        return pair_title(self.view, self.region)
 
     @property
     def metrics(self) -> list[str]:
@@ -68,11 +67,33 @@ class Ranking:
 
     @property
     def hypotheses(self) -> list[str]:
-        """Hypotheses in the order they first appear in the scores."""
-        return list(pd.unique(self.summary["hypothesis"]))
+        """Hypotheses in the paper's grid order."""
+        return grid_sorted(pd.unique(self.summary["hypothesis"]))
+
+    @property
+    def n_images(self) -> int:
+        return int(self.summary["n_images"].iloc[0]) if len(self.summary) else 0
+
+    @property
+    def seed_counts(self) -> list[int]:
+        return sorted({int(s) for s in self.summary["n_seeds"]})
+
+    @property
+    def min_seeds(self) -> int:
+        return min(self.seed_counts) if len(self.summary) else 0
+
+    @property
+    def claims_ok(self) -> bool:
+        """Enough seeds per hypothesis for model-level tests, P(best) and dominance frequencies."""
+        return self.min_seeds >= MIN_TEST_SEEDS
+
+    @property
+    def top_group(self) -> list[str]:
+        """Hypotheses whose rank interval overlaps the best one's, in rank order."""
+        return list(self.overall.loc[self.overall["top_group"], "hypothesis"])
 
     def means(self) -> pd.DataFrame:
-        """Wide table: hypothesis index x available metric columns."""
+        """Wide table: hypothesis index (grid order) x available metric columns."""
         return self._wide("mean")
 
     def ci(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -84,234 +105,69 @@ class Ranking:
         return wide.loc[self.hypotheses, self.metrics]
 
 
-def hypothesis_name(loss: str, mask: bool) -> str:
-    """The study's hypothesis name, e.g. ``ssim+l2/mask``."""
-    return Hypothesis(loss, bool(mask)).name
-
-
-def _as_bool(col: pd.Series) -> pd.Series:
-    # astype(bool) would read the string "false" as True.
-    if pd.api.types.is_bool_dtype(col):
-        return col.astype(bool)
-    mapping = {"true": True, "false": False, "1": True, "0": False}
-    text = col.astype(str).str.strip().str.lower()
-    bad = ~text.isin(list(mapping))
-    if bad.any():
-        raise ValueError(f"scores: column 'mask' must be boolean, got {col[bad].iloc[0]!r}")
-    return text.map(mapping).astype(bool)
-
-
-def _validate(scores: pd.DataFrame, region: str) -> pd.DataFrame:
-    missing = [c for c in (*ID_COLUMNS, *METRICS) if c not in scores.columns]
-    if missing:
-        raise ValueError(f"scores: missing column(s) {missing}")
-    df = scores[scores["region"] == region]
-    if df.empty:
-        present = sorted(map(str, pd.unique(scores["region"])))
-        raise ValueError(f"scores: no rows for region {region!r} (regions present: {present})")
-    df = df.copy()
-    for m in METRICS:
-        try:
-            df[m] = df[m].astype(float)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"scores: metric column {m!r} is not numeric: {exc}") from exc
-    df["image_id"] = df["image_id"].astype(str)
-    df["hypothesis"] = df["hypothesis"].astype(str)
-    df["loss"] = df["loss"].astype(str)
-    df["mask"] = _as_bool(df["mask"])
-    pairs = df.groupby("hypothesis", sort=False)[["loss", "mask"]].nunique()
-    ambiguous = pairs.index[(pairs > 1).any(axis=1)].tolist()
-    if ambiguous:
-        raise ValueError(f"scores: hypothesis {ambiguous} maps to more than one (loss, mask)")
-    dup = df.duplicated(["hypothesis", "seed", "image_id"])
-    if dup.any():
-        row = df[dup].iloc[0]
-        raise ValueError(
-            f"scores: duplicate row for hypothesis {row['hypothesis']!r}, seed {row['seed']}, "
-            f"image {row['image_id']!r} in region {region!r}"
-        )
-    return df
-
-
-def _split_metrics(df: pd.DataFrame) -> tuple[list[str], list[str]]:
-    available, unavailable = [], []
-    for m in METRICS:
-        if df[m].isna().all():
-            unavailable.append(m)
-            continue
-        per_hyp = df.groupby("hypothesis", sort=False)[m].apply(lambda s: s.isna().all())
-        if per_hyp.any():
-            raise ValueError(
-                f"scores: metric {m!r} is missing for every image of hypothesis "
-                f"{per_hyp.index[per_hyp].tolist()} but present for others"
-            )
-        available.append(m)
-    if not available:
-        raise ValueError("scores: every metric is missing (all NaN); nothing to rank")
-    return available, unavailable
-
-
-def _drop_incomplete_images(df: pd.DataFrame, metrics: list[str], region: str) -> tuple[pd.DataFrame, int]:
-    """Drop images with a missing score anywhere, from every hypothesis, so comparisons stay paired."""
-    bad_rows = df[metrics].isna().any(axis=1)
-    if not bad_rows.any():
-        return df, 0
-    bad_ids = set(df.loc[bad_rows, "image_id"])
-    kept = df[~df["image_id"].isin(bad_ids)]
-    if kept.empty:
-        raise ValueError(f"scores: every image in region {region!r} has a missing metric value")
-    warnings.warn(
-        f"{len(bad_ids)} image(s) in region {region!r} have missing metric values and are left out "
-        "of every hypothesis's statistics",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    return kept, len(bad_ids)
-
-
-def _score_array(
-    df: pd.DataFrame, metrics: list[str], hyps: list[str]
-) -> tuple[np.ndarray, list[int], int]:
-    """(images, hypotheses, max_seeds, metrics) array, NaN-padded; also seed counts and n_images."""
-    images = np.sort(pd.unique(df["image_id"]))
-    n_img = len(images)
-    n_seeds: list[int] = []
-    for h in hyps:
-        sub = df[df["hypothesis"] == h]
-        n_seeds.append(int(sub["seed"].nunique()))
-        counts = sub.groupby("seed")["image_id"].size()
-        short = counts[counts != n_img]
-        if len(short):
-            seed = short.index[0]
-            have = set(sub.loc[sub["seed"] == seed, "image_id"])
-            lacking = [i for i in images if i not in have]
-            raise ValueError(
-                f"scores: hypothesis {h!r} seed {seed} lacks {len(lacking)} of the {n_img} test images "
-                f"(e.g. {lacking[:3]}); every hypothesis and seed must score the same images"
-            )
-    h_code = pd.Categorical(df["hypothesis"], categories=hyps).codes
-    i_code = pd.Categorical(df["image_id"], categories=images).codes
-    s_code = (df.groupby("hypothesis", sort=False)["seed"].rank(method="dense") - 1).to_numpy(int)
-    x = np.full((n_img, len(hyps), max(n_seeds), len(metrics)), np.nan)
-    x[i_code, h_code, s_code] = df[metrics].to_numpy(float)
-    return x, n_seeds, n_img
-
-
-# --------------------------------------------------------------------------- ranking
-
-
-def _mask_effect(
-    df: pd.DataFrame,
-    x: np.ndarray,
-    n_seeds: list[int],
-    hyps: list[str],
-    metrics: list[str],
-    n_boot: int,
-    alpha: float,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
-    info = df.drop_duplicates("hypothesis").set_index("hypothesis")
-    by_pair = {(info.at[h, "loss"], bool(info.at[h, "mask"])): i for i, h in enumerate(hyps)}
-    losses = [
-        loss for loss in pd.unique(info.loc[hyps, "loss"]) if (loss, True) in by_pair and (loss, False) in by_pair
-    ]
-    if not losses:
-        return pd.DataFrame(columns=MASK_EFFECT_COLUMNS)
-    seed_avg = np.stack([x[:, h, : n_seeds[h]].mean(axis=1) for h in range(len(hyps))], axis=1)
-    diffs = np.stack(
-        [seed_avg[:, by_pair[(loss, True)]] - seed_avg[:, by_pair[(loss, False)]] for loss in losses], axis=1
-    )
-    n_img = diffs.shape[0]
-    mean, lo, hi = bootstrap_mean_ci(diffs.reshape(n_img, -1), n_boot, alpha, rng)
+def _summary(cube: ScoreCube, moments: Moments, alpha: float) -> pd.DataFrame:
     rows = []
-    for k, (loss, m) in enumerate((loss, m) for loss in losses for m in metrics):
-        rows.append(
-            {
-                "loss": loss,
-                "metric": m,
-                "diff": float(mean[k]),
-                "ci_low": float(lo[k]),
-                "ci_high": float(hi[k]),
-                "p_value": paired_p_value(diffs[:, k // len(metrics), k % len(metrics)]),
-            }
-        )
-    out = pd.DataFrame(rows)
-    out["p_holm"] = holm(out["p_value"].to_numpy())
-    significant = out["p_holm"] < alpha
-    out["better"] = np.where(significant, np.where(out["diff"] < 0, "mask", "nomask"), "inconclusive")
-    return out[MASK_EFFECT_COLUMNS]
+    for k, h in enumerate(cube.hypotheses):
+        w = np.zeros(len(cube.hypotheses))
+        w[k] = 1.0
+        c = moments.contrast(w, alpha)
+        for j, m in enumerate(cube.metrics):
+            rows.append({"hypothesis": h, "loss": cube.losses[h], "mask": cube.masks[h], "metric": m,
+                         "mean": float(c.estimate[j]), "ci_low": float(c.ci_low[j]), "ci_high": float(c.ci_high[j]),
+                         "se": float(c.se[j]), "df": float(c.df[j]), "n_images": cube.n_images,
+                         "n_seeds": int(cube.n_seeds[k]), "seeds_assessed": c.seeds_assessed})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def _overall(hyps: list[str], point: np.ndarray, boot: np.ndarray) -> pd.DataFrame:
-    mean_rank = stats.rankdata(point, axis=0).mean(axis=1)
-    wins = (point == point.min(axis=0, keepdims=True)).sum(axis=1)
-    boot_rank = stats.rankdata(boot, axis=1).mean(axis=2)
-    best = boot_rank == boot_rank.min(axis=1, keepdims=True)
-    # Ties for best share the replicate, so prob_best sums to one.
-    prob_best = (best / best.sum(axis=1, keepdims=True)).mean(axis=0)
-    order = np.lexsort((np.arange(len(hyps)), -prob_best, mean_rank))
-    ranks = np.empty(len(hyps), dtype=int)
-    ranks[order] = np.arange(1, len(hyps) + 1)
-    out = pd.DataFrame(
-        {"hypothesis": hyps, "mean_rank": mean_rank, "rank": ranks, "wins": wins.astype(int), "prob_best": prob_best}
-    )
-    return out.sort_values("rank", kind="mergesort").reset_index(drop=True)[OVERALL_COLUMNS]
+def _seed_means(cube: ScoreCube, moments: Moments) -> pd.DataFrame:
+    rows = [{"hypothesis": h, "seed": seed, "metric": m, "mean": float(moments.seed_means[k, s, j])}
+            for k, h in enumerate(cube.hypotheses) for s, seed in enumerate(cube.seed_ids[k])
+            for j, m in enumerate(cube.metrics)]
+    return pd.DataFrame(rows, columns=["hypothesis", "seed", "metric", "mean"])
 
 
-def rank(
-    scores: pd.DataFrame, region: str = "full", n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
-) -> Ranking:
-    """Compare every hypothesis on one region's per-image test scores.
+def _metric_agreement(point: np.ndarray) -> tuple[float, float] | None:
+    if point.shape[0] < 3 or point.shape[1] < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant metric has no rank correlation
+        rho = np.atleast_2d(stats.spearmanr(point).statistic)
+    off = rho[~np.eye(rho.shape[0], dtype=bool)]
+    off = off[np.isfinite(off)]
+    return (float(off.min()), float(off.max())) if off.size else None
 
-    CIs are percentile bootstraps over images and seeds (see crossed_bootstrap). The mask
-    effect per loss is the mean over images of the seed-averaged paired difference
-    (mask - nomask), with an image bootstrap CI and a Wilcoxon signed-rank p-value, Holm-adjusted
-    across every (loss, metric) pair in this region. Those p-values test the seed-averaged models
-    over test images: seed-to-seed spread is in the per-hypothesis CIs, not in them.
+
+def rank(scores: pd.DataFrame, region: str = "full", n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
+         view: str = LEGACY_VIEW) -> Ranking:
+    """Compare every hypothesis on one (view, region)'s per-image test scores (a file without a
+    `view` column holds composed scores).
+
+    The overall standing is the mean over metrics of each metric's rank (ties averaged); hypotheses
+    with equal mean ranks share a rank. Its bootstrap interval comes from the crossed bootstrap;
+    the top group is every hypothesis whose interval overlaps the best one's.
     """
     check_boot_args(n_boot, alpha)
-    df = _validate(scores, region)
-    available, unavailable = _split_metrics(df)
-    df, n_dropped = _drop_incomplete_images(df, available, region)
-    hyps = [str(h) for h in pd.unique(df["hypothesis"])]
-    x, n_seeds, n_img = _score_array(df, available, hyps)
-
-    rng = np.random.default_rng(seed)
-    point = np.stack([x[:, h, : n_seeds[h]].mean(axis=(0, 1)) for h in range(len(hyps))])
-    boot = crossed_bootstrap(x, n_seeds, n_boot, rng)
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
-
-    info = df.drop_duplicates("hypothesis").set_index("hypothesis")
-    summary = pd.DataFrame(
-        [
-            {
-                "hypothesis": h,
-                "loss": str(info.at[h, "loss"]),
-                "mask": bool(info.at[h, "mask"]),
-                "metric": m,
-                "mean": float(point[i, j]),
-                "ci_low": float(lo[i, j]),
-                "ci_high": float(hi[i, j]),
-                "n_images": n_img,
-                "n_seeds": n_seeds[i],
-            }
-            for i, h in enumerate(hyps)
-            for j, m in enumerate(available)
-        ],
-        columns=SUMMARY_COLUMNS,
-    )
-    means = pd.DataFrame(point, index=pd.Index(hyps, name="hypothesis"), columns=available)
+    cube = build_cube(scores, view, region)
+    moments = Moments(cube.x, cube.n_seeds)
+    point = moments.hyp_means
+    boot = crossed_bootstrap(cube.x, cube.n_seeds, n_boot, np.random.default_rng(seed))
+    rs = rank_stats(point, boot, alpha)
+    hyps = cube.hypotheses
+    base = pd.DataFrame({"hypothesis": hyps, "loss": [cube.losses[h] for h in hyps],
+                         "mask": [cube.masks[h] for h in hyps], "n_seeds": cube.n_seeds.astype(int)})
+    tied = pd.Series(rs.rank).duplicated(keep=False).to_numpy()
+    overall = base.assign(mean_rank=rs.score, rank=rs.rank, tied=tied, rank_low=rs.rank_low,
+                          rank_high=rs.rank_high, top_group=rs.top_group, wins=rs.wins, p_best=rs.p_best)
+    # Grid order within a tie: stated as a tie wherever shown, never a silent order.
+    overall = overall.sort_values("rank", kind="mergesort").reset_index(drop=True)[OVERALL_COLUMNS]
+    pareto = base.assign(on_front=rs.on_front, p_front=rs.p_front, dominant=rs.dominant,
+                         p_dominant=rs.p_dominant)[PARETO_COLUMNS]
+    dominant = [h for h, d in zip(hyps, rs.dominant) if d]
     return Ranking(
-        region=region,
-        summary=summary,
-        mask_effect=_mask_effect(df, x, n_seeds, hyps, available, n_boot, alpha, rng),
-        pareto_front=pareto_front(means),
-        dominant=dominant_hypothesis(means),
-        overall=_overall(hyps, point, boot),
-        unavailable_metrics=unavailable,
-        n_boot=int(n_boot),
-        alpha=float(alpha),
-        n_dropped_images=n_dropped,
+        region=region, view=view, summary=_summary(cube, moments, alpha),
+        mask_effect=mask_effect(cube, moments, alpha), factorial=factorial(cube, moments, alpha),
+        pareto_front=[h for h, f in zip(hyps, rs.on_front) if f], dominant=dominant[0] if dominant else None,
+        overall=overall, pareto=pareto, seed_means=_seed_means(cube, moments),
+        unavailable_metrics=cube.unavailable, n_boot=int(n_boot), alpha=float(alpha), n_dropped_images=cube.n_dropped,
+        metric_agreement=_metric_agreement(point),
     )
-
-

@@ -1,19 +1,32 @@
-"""Paired resampling statistics: bootstrap CIs, Wilcoxon p-values with Holm's correction, Pareto
-dominance. Pure numpy/scipy over arrays; `ranking` applies them to per-image scores."""
+"""Seed-aware statistics over a score cube (images x hypotheses x seeds x metrics): t intervals and
+tests for any linear contrast of hypothesis means, Holm's correction, sign consistency across seed
+pairings, Pareto dominance. Pure numpy/scipy.
+
+The design is crossed: every trained model scores the same test images, and seeds are nested in
+hypotheses. A hypothesis mean therefore varies with the test images drawn (shared by every model,
+so it largely cancels in differences) and with the seeds drawn (a seed is a whole trained model
+that shifts every image's score together). The standard error of a contrast adds the two:
+
+    image part  var_i(sum_h w_h xbar_ih) / I   (per-image contrast of seed-averaged scores)
+    seed part   sum_h w_h^2 var_s(m_hs) / S_h  (between-seed variance of each hypothesis's seed means)
+
+less the image-by-seed residual that both parts contain (two-way ANOVA mean square, once). The
+interval is estimate +- t * SE with Welch-Satterthwaite degrees of freedom, so with 3 seeds and
+seed variance dominating, t has about 2 degrees of freedom, as it must: a percentile bootstrap
+over 3 seeds never reaches beyond the observed seed means and covers far below its nominal level.
+Estimate, interval and p-value come from one t statistic, so the interval excludes zero exactly
+when the unadjusted p-value is below alpha.
+"""
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-# Caps the (replicates x images) weight matrix at about 32 MB, whatever the test-set size
-# (the CelebA test split has ~20k images).
-_MAX_WEIGHT_CELLS = 4_000_000
-
+MIN_TEST_SEEDS = 3  # per side, for a model-level test: the replicate is the trained model
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -31,17 +44,14 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return adjusted
 
 
-def _resample_counts(rng: np.random.Generator, n_rows: int, n: int) -> np.ndarray:
-    """Multinomial counts of n draws with replacement from n items, one row per replicate."""
-    idx = rng.integers(0, n, size=(n_rows, n))
-    flat = (idx + (np.arange(n_rows) * n)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_rows * n).reshape(n_rows, n).astype(np.float64)
-
-
-def _chunks(n_boot: int, n: int) -> Iterator[tuple[int, int]]:
-    step = max(1, _MAX_WEIGHT_CELLS // max(n, 1))
-    for start in range(0, n_boot, step):
-        yield start, min(n_boot, start + step)
+def holm_where(p_values: np.ndarray) -> np.ndarray:
+    """Holm over the finite p-values only (untestable ones stay NaN and are not in the family)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = holm(p[ok])
+    return out
 
 
 def check_boot_args(n_boot: int, alpha: float) -> None:
@@ -51,75 +61,95 @@ def check_boot_args(n_boot: int, alpha: float) -> None:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
 
 
-def bootstrap_mean_ci(
-    values: np.ndarray, n_boot: int, alpha: float, rng: np.random.Generator
-) -> tuple[float | np.ndarray, float | np.ndarray, float | np.ndarray]:
-    """Mean and percentile bootstrap CI of the mean.
+@dataclass
+class Contrast:
+    """A contrast's estimate and t interval per metric (arrays of length n_metrics)."""
 
-    ``values`` is (n,) or (n, k); with k columns the rows are resampled together (paired), and
-    mean, lo, hi come back as arrays of length k.
-    """
-    check_boot_args(n_boot, alpha)
-    v = np.asarray(values, dtype=float)
-    one_d = v.ndim == 1
-    if one_d:
-        v = v[:, None]
-    if v.ndim != 2 or v.shape[0] == 0:
-        raise ValueError(f"bootstrap_mean_ci: need a non-empty (n,) or (n, k) array, got shape {v.shape}")
-    if not np.isfinite(v).all():
-        raise ValueError("bootstrap_mean_ci: values contain NaN or inf")
-    n = v.shape[0]
-    boots = np.empty((n_boot, v.shape[1]))
-    for start, stop in _chunks(n_boot, n):
-        boots[start:stop] = _resample_counts(rng, stop - start, n) @ v / n
-    mean = v.mean(axis=0)
-    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2], axis=0)
-    if one_d:
-        return float(mean[0]), float(lo[0]), float(hi[0])
-    return mean, lo, hi
+    estimate: np.ndarray
+    se: np.ndarray
+    df: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    p_value: np.ndarray
+    min_seeds: int
+    seeds_assessed: bool  # every hypothesis in the contrast has >= 2 seeds, so seed spread is in the SE
 
 
-def crossed_bootstrap(
-    x: np.ndarray, n_seeds: Sequence[int], n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Bootstrap means over images and seeds; x is (images, hypotheses, max_seeds, metrics).
+class Moments:
+    """The per-cube summaries every contrast needs, computed once."""
 
-    Each replicate draws one set of image ids shared by all hypotheses (paired) and, per
-    hypothesis, its seeds with replacement; the statistic is the mean over that images x seeds
-    grid. Seeds are resampled per replicate rather than per image because a seed is a whole
-    trained model: it shifts every image's score together, and resampling it once per replicate
-    keeps that model-to-model spread in the CI. Padding for hypotheses with fewer seeds (NaN)
-    gets zero weight.
-    """
-    n_img, n_hyp, max_seeds, n_met = x.shape
-    flat = np.nan_to_num(x, nan=0.0).reshape(n_img, n_hyp * max_seeds * n_met)
-    seed_w = np.zeros((n_boot, n_hyp, max_seeds))
-    for h, s_h in enumerate(n_seeds):
-        seed_w[:, h, :s_h] = _resample_counts(rng, n_boot, s_h) / s_h
-    out = np.empty((n_boot, n_hyp, n_met))
-    for start, stop in _chunks(n_boot, n_img):
-        z = (_resample_counts(rng, stop - start, n_img) @ flat / n_img).reshape(-1, n_hyp, max_seeds, n_met)
-        out[start:stop] = np.einsum("bhsm,bhs->bhm", z, seed_w[start:stop])
-    return out
+    def __init__(self, x: np.ndarray, n_seeds: Sequence[int]) -> None:
+        self.n_images, self.n_hyp, _, self.n_metrics = x.shape
+        self.n_seeds = np.asarray(n_seeds, dtype=int)
+        self.seed_means = x.mean(axis=0)  # (H, S, M): one value per trained model
+        self.hyp_means = np.stack([self.seed_means[h, :s].mean(axis=0) for h, s in enumerate(self.n_seeds)])
+        self.image_means = np.stack([x[:, h, :s].mean(axis=1) for h, s in enumerate(self.n_seeds)], axis=1)
+        self.seed_var = np.zeros((self.n_hyp, self.n_metrics))
+        self.residual_ms = np.zeros((self.n_hyp, self.n_metrics))
+        n_img = self.n_images
+        for h, s in enumerate(self.n_seeds):
+            if s < 2:
+                continue
+            self.seed_var[h] = self.seed_means[h, :s].var(axis=0, ddof=1)
+            if n_img > 1:
+                resid = (x[:, h, :s] - self.image_means[:, h, None] - self.seed_means[h, None, :s]
+                         + self.hyp_means[h])
+                self.residual_ms[h] = (resid ** 2).sum(axis=(0, 1)) / ((n_img - 1) * (s - 1))
+
+    def contrast(self, weights: Sequence[float], alpha: float) -> Contrast:
+        w = np.asarray(weights, dtype=float)
+        used = np.flatnonzero(w)
+        n_img = self.n_images
+        estimate = w @ self.hyp_means
+        comps, dfs = [], []
+        if n_img > 1:
+            per_image = np.tensordot(self.image_means, w, axes=([1], [0]))  # (I, M)
+            v_img = per_image.var(axis=0, ddof=1) / n_img
+            assessed = [h for h in used if self.n_seeds[h] >= 2]
+            overlap = sum((w[h] ** 2 * self.residual_ms[h] / (n_img * self.n_seeds[h]) for h in assessed),
+                          np.zeros(self.n_metrics))
+            comps.append(np.maximum(v_img - overlap, 0.0))
+            dfs.append(float(n_img - 1))
+        for h in used:
+            s = self.n_seeds[h]
+            if s >= 2:
+                comps.append(w[h] ** 2 * self.seed_var[h] / s)
+                dfs.append(float(s - 1))
+        if comps:
+            c = np.stack(comps)
+            total = c.sum(axis=0)
+            denom = (c ** 2 / np.asarray(dfs)[:, None]).sum(axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                df = np.where(denom > 0, total ** 2 / denom, np.inf)
+        else:
+            total, df = np.zeros(self.n_metrics), np.full(self.n_metrics, np.inf)
+        se = np.sqrt(total)
+        half = stats.t.ppf(1 - alpha / 2, df) * se
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(se > 0, np.abs(estimate) / se, np.where(estimate == 0, 0.0, np.inf))
+        p = np.minimum(2 * stats.t.sf(t, df), 1.0)
+        min_seeds = int(self.n_seeds[used].min()) if used.size else 0
+        return Contrast(estimate=estimate, se=se, df=df, ci_low=estimate - half, ci_high=estimate + half,
+                        p_value=p, min_seeds=min_seeds, seeds_assessed=bool(min_seeds >= 2))
 
 
-def paired_p_value(diff: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value over images; exactly zero differences give p = 1.
-
-    Wilcoxon rather than a sign-flip permutation: it is distribution-free like the permutation
-    test but its p-values are not floored at 1/n_permutations, which matters once Holm multiplies
-    them by the number of (loss, metric) tests.
-    """
-    if not np.any(diff != 0):
-        return 1.0
-    with warnings.catch_warnings():
-        # Zeros/ties make scipy fall back to the normal approximation and say so; that is fine.
-        warnings.simplefilter("ignore")
-        p = float(stats.wilcoxon(diff, zero_method="wilcox", alternative="two-sided").pvalue)
-    return 1.0 if math.isnan(p) else p
+def sign_consistency(seed_means_a: np.ndarray, seed_means_b: np.ndarray) -> tuple[np.ndarray, int]:
+    """Per metric, how many (seed of a, seed of b) pairings have a strictly below b; and the pairings."""
+    a, b = np.asarray(seed_means_a, float), np.asarray(seed_means_b, float)
+    below = (a[:, None, :] < b[None, :, :]).sum(axis=(0, 1))
+    return below.astype(int), int(a.shape[0] * b.shape[0])
 
 
 # --------------------------------------------------------------------------- dominance
+
+
+def dominance(values: np.ndarray) -> np.ndarray:
+    """dom[..., g, h] is True when row g dominates row h (<= on every metric, < on one); values is
+    (..., hypotheses, metrics), lower is better."""
+    v = np.asarray(values, dtype=float)
+    le = (v[..., :, None, :] <= v[..., None, :, :]).all(axis=-1)
+    lt = (v[..., :, None, :] < v[..., None, :, :]).any(axis=-1)
+    return le & lt
 
 
 def _means_matrix(means: pd.DataFrame) -> pd.DataFrame:
@@ -132,19 +162,12 @@ def _means_matrix(means: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _dominance(values: np.ndarray) -> np.ndarray:
-    """dom[g, h] is True when row g dominates row h (<= everywhere, < somewhere)."""
-    le = (values[:, None, :] <= values[None, :, :]).all(axis=-1)
-    lt = (values[:, None, :] < values[None, :, :]).any(axis=-1)
-    return le & lt
-
-
 def pareto_front(means: pd.DataFrame) -> list[str]:
     """Non-dominated hypotheses; means is hypothesis-indexed (or has a hypothesis column) x metrics."""
     frame = _means_matrix(means)
     if frame.shape[1] == 0:
         return [str(h) for h in frame.index]
-    dom = _dominance(frame.to_numpy(float))
+    dom = dominance(frame.to_numpy(float))
     return [str(h) for h, beaten in zip(frame.index, dom.any(axis=0)) if not beaten]
 
 
@@ -153,10 +176,7 @@ def dominant_hypothesis(means: pd.DataFrame) -> str | None:
     frame = _means_matrix(means)
     if len(frame) < 2 or frame.shape[1] == 0:
         return None
-    dom = _dominance(frame.to_numpy(float))
+    dom = dominance(frame.to_numpy(float))
     np.fill_diagonal(dom, True)
     winners = [str(h) for h, row in zip(frame.index, dom.all(axis=1)) if row]
     return winners[0] if winners else None
-
-
-# --------------------------------------------------------------------------- input checks

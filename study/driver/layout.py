@@ -59,11 +59,14 @@ class StudyLayout:
     def grid(self, hypothesis: str) -> Path:
         return self.grids_dir / f"{slug(hypothesis)}.png"
 
-    def ranking_csv(self, region: str) -> Path:
-        return self.results_dir / f"ranking_{region}.csv"
+    def result_table(self, table: str, view_region: str) -> Path:
+        """results/<table>_<view>_<region>.csv: ranking, mask_effect, overall, pareto, factorial."""
+        return self.results_dir / f"{table}_{view_region}.csv"
 
-    def mask_effect_csv(self, region: str) -> Path:
-        return self.results_dir / f"mask_effect_{region}.csv"
+    @property
+    def paper_direction(self) -> Path:
+        """Direction agreement with the paper's published numbers, per view and region."""
+        return self.results_dir / "paper_direction.csv"
 
     @property
     def models_dir(self) -> Path:
