@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data.shards import SPLITS, Manifest, load_manifest, read_split_shards
+from data.manifest import SPLITS, Manifest, load_manifest
+from data.shard_reader import read_split_shards
 from data.staging import staged
 
 

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from data.errors import DatasetError
 from data.geometry import NOTES, check_resize, resize_image, resize_labels
 from data.labels import DEFAULT_FACE_CLASSES, mask_lut, validate_classes
-from data.shards import DEFAULT_SHARD_ROWS, SPLITS, DatasetWriter, Manifest
+from data.manifest import SPLITS, Manifest
+from data.shards import DEFAULT_SHARD_ROWS, DatasetWriter
 from data.sources import SOURCES, Problem, Source, SourceFileError, SourceRecord
 from data.synthetic import render_faces, split_counts
 

@@ -1,8 +1,4 @@
-"""The prepared format: a manifest plus per-split Arrow IPC shard files.
-
-``OUT/manifest.json`` and ``OUT/{split}-{k:05d}.arrow``; each shard holds columns ``id`` (string),
-``image`` (fixed-size binary, H*W*3 bytes, HWC uint8) and ``mask`` (fixed-size binary, H*W bytes,
-0/1). Shards are uncompressed IPC *files*, so local ones are memory-mapped and read without a copy.
+"""Writing a prepared dataset (`data.manifest` describes the format).
 
 Paths are local paths or URIs (``s3://``, ``gs://``, ``file://`` ...). URIs go through
 ``pyarrow.fs``; as object stores have no atomic rename, a URI output is uploaded shard by shard and
@@ -11,16 +7,12 @@ the manifest last, so a dataset without a manifest is never read.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import shutil
 import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -29,148 +21,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from data.errors import DatasetError, ShardError
+from data.errors import DatasetError
+from data.manifest import MANIFEST, SPLITS, Manifest, ShardInfo, content_hash, shard_schema
 from data.storage import Location
-from data.storage import join as storage_join
 
-FORMAT_VERSION = 1
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-MANIFEST = "manifest.json"
 DEFAULT_SHARD_ROWS = 4096
 _SKIPPED_LISTED = 1000  # names kept in the manifest; the count is always exact
-
-
-def shard_schema(image_size: int) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("image", pa.binary(image_size * image_size * 3), nullable=False),
-            pa.field("mask", pa.binary(image_size * image_size), nullable=False),
-        ]
-    )
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    split: str
-    file: str
-    rows: int
-    sha256: str
-
-
-@dataclass
-class Manifest:
-    """What a prepared dataset holds; stored as ``manifest.json``."""
-
-    source: str
-    image_size: int
-    counts: dict[str, int]
-    mask_classes: list[int]
-    shards: list[ShardInfo]
-    content_hash: str
-    created: str
-    skipped: int = 0
-    skipped_files: list[str] = field(default_factory=list)
-    seed: int | None = None
-    partition: str | None = None  # how rows were assigned to splits
-    notes: dict[str, Any] = field(default_factory=dict)  # e.g. the crop applied
-    format_version: int = FORMAT_VERSION
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_dict(cls, raw: Any, where: str) -> Manifest:
-        """Build from parsed JSON; every malformed field is reported with ``where``."""
-        if not isinstance(raw, dict):
-            raise DatasetError(f"{where}: manifest must be a JSON object")
-        problems: list[str] = []
-
-        def need(name: str, kind: type | tuple[type, ...]) -> Any:
-            value = raw.get(name)
-            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-                problems.append(f"{where}: field '{name}' missing or not {_kind_name(kind)}")
-                return None
-            return value
-
-        version = need("format_version", int)
-        if version is not None and version != FORMAT_VERSION:
-            problems.append(f"{where}: format_version {version} is not supported (expected {FORMAT_VERSION})")
-        source = need("source", str)
-        size = need("image_size", int)
-        if size is not None and size <= 0:
-            problems.append(f"{where}: field 'image_size' must be positive")
-        counts = need("counts", dict)
-        if counts is not None and (
-            set(counts) != set(SPLITS) or not all(isinstance(v, int) and v >= 0 for v in counts.values())
-        ):
-            problems.append(f"{where}: field 'counts' must map {list(SPLITS)} to non-negative integers")
-        classes = need("mask_classes", list)
-        if classes is not None and not all(isinstance(c, int) for c in classes):
-            problems.append(f"{where}: field 'mask_classes' must be a list of integers")
-        content_hash = need("content_hash", str)
-        created = need("created", str)
-        shards_raw = need("shards", list)
-        shards: list[ShardInfo] = []
-        for i, s in enumerate(shards_raw or []):
-            try:
-                info = ShardInfo(split=s["split"], file=s["file"], rows=s["rows"], sha256=s["sha256"])
-            except (TypeError, KeyError) as exc:
-                problems.append(f"{where}: shards[{i}] lacks {exc}")
-                continue
-            if (
-                info.split not in SPLITS
-                or not isinstance(info.rows, int)
-                or not isinstance(info.file, str)
-                or not isinstance(info.sha256, str)
-            ):
-                problems.append(f"{where}: shards[{i}] is malformed: {s!r}")
-            elif "/" in info.file or "\\" in info.file or info.file.startswith("."):
-                problems.append(f"{where}: shards[{i}] file name {info.file!r} must be a plain name")
-            else:
-                shards.append(info)
-        if not problems and counts is not None:
-            for split in SPLITS:
-                rows = sum(s.rows for s in shards if s.split == split)
-                if rows != counts[split]:
-                    problems.append(f"{where}: counts[{split}]={counts[split]} but its shards hold {rows} rows")
-        if problems:
-            raise DatasetError(f"invalid manifest {where}", problems)
-        return cls(
-            format_version=version,
-            source=source,
-            image_size=size,
-            counts=dict(counts),
-            mask_classes=list(classes),
-            shards=shards,
-            content_hash=content_hash,
-            created=created,
-            skipped=int(raw.get("skipped", 0)),
-            skipped_files=list(raw.get("skipped_files", [])),
-            seed=raw.get("seed"),
-            partition=raw.get("partition"),
-            notes=dict(raw.get("notes", {})),
-        )
-
-    def shards_of(self, split: str) -> list[ShardInfo]:
-        return [s for s in self.shards if s.split == split]
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {int: "an integer", str: "a string", dict: "an object", list: "a list"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def content_hash(shards: Sequence[ShardInfo]) -> str:
-    """One hash for the whole dataset, over the shard names and hashes in manifest order."""
-    h = hashlib.sha256()
-    for s in shards:
-        h.update(f"{s.file} {s.sha256}\n".encode())
-    return h.hexdigest()
-
-
-# --- writing ---------------------------------------------------------------------------------
 
 
 class DatasetWriter:
@@ -398,118 +254,3 @@ def write_dataset(
                 w.add(split, ids, images, masks)
     assert w.manifest is not None
     return w.manifest
-
-
-# --- reading ---------------------------------------------------------------------------------
-
-
-def load_manifest(path: str | os.PathLike[str]) -> Manifest:
-    """Read ``path/manifest.json``; a missing or invalid manifest raises DatasetError naming it."""
-    loc = Location.of(path)
-    where = storage_join(path, MANIFEST)  # as given: a URI keeps its scheme in the message
-    try:
-        text = loc.read_bytes(MANIFEST).decode("utf-8")
-    except (FileNotFoundError, OSError) as exc:
-        raise DatasetError(f"no prepared dataset at {os.fspath(path)}: cannot read {where} ({exc})") from exc
-    try:
-        raw = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"invalid manifest {where}: {exc}") from exc
-    return Manifest.from_dict(raw, where)
-
-
-@dataclass
-class SplitArrays:
-    ids: list[str]
-    images: np.ndarray  # (N, H, W, 3) uint8
-    masks: np.ndarray  # (N, H, W) uint8 in {0, 1}
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-def _fixed_view(column: pa.Array, width: int, shape: tuple[int, ...]) -> np.ndarray:
-    """A zero-copy numpy view of a fixed-size-binary column."""
-    data = column.buffers()[1]
-    n = len(column)
-    return np.frombuffer(data, dtype=np.uint8, count=n * width, offset=column.offset * width).reshape(n, *shape)
-
-
-def read_split_shards(path: str | os.PathLike[str], split: str, manifest: Manifest | None = None) -> list[SplitArrays]:
-    """One SplitArrays per shard of ``split``, as views on the memory-mapped files (local paths)."""
-    if split not in SPLITS:
-        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-    loc = Location.of(path)
-    manifest = manifest or load_manifest(path)
-    s = manifest.image_size
-    schema = shard_schema(s)
-    out: list[SplitArrays] = []
-    for info in manifest.shards_of(split):
-        where = loc.join(info.file)
-        if not loc.exists(info.file):
-            raise ShardError(where, "file is missing")
-        try:
-            reader = pa.ipc.open_file(loc.open_arrow(info.file))
-            batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-            raise ShardError(where, f"not a readable Arrow file (truncated or corrupted?): {exc}") from exc
-        if not reader.schema.remove_metadata().equals(schema):
-            raise ShardError(where, f"schema {reader.schema} does not match the manifest's image_size {s}")
-        rows = sum(b.num_rows for b in batches)
-        if rows != info.rows:
-            raise ShardError(where, f"holds {rows} rows, the manifest says {info.rows}")
-        for b in batches:
-            try:
-                b.validate(full=True)
-            except pa.ArrowInvalid as exc:
-                raise ShardError(where, f"invalid data: {exc}") from exc
-            if b.column("image").null_count or b.column("mask").null_count or b.column("id").null_count:
-                raise ShardError(where, "contains null rows")
-            for col, width in (("image", s * s * 3), ("mask", s * s)):
-                arr = b.column(col)
-                if arr.buffers()[1].size < (arr.offset + len(arr)) * width:
-                    raise ShardError(where, f"column '{col}' is shorter than its {len(arr)} rows")
-            out.append(
-                SplitArrays(
-                    ids=b.column("id").to_pylist(),
-                    images=_fixed_view(b.column("image"), s * s * 3, (s, s, 3)),
-                    masks=_fixed_view(b.column("mask"), s * s, (s, s)),
-                )
-            )
-    return out
-
-
-def read_split(path: str | os.PathLike[str], split: str) -> SplitArrays:
-    """All rows of ``split``: zero-copy views for a single shard, one concatenated copy otherwise."""
-    manifest = load_manifest(path)
-    parts = read_split_shards(path, split, manifest)
-    s = manifest.image_size
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        return SplitArrays([], np.empty((0, s, s, 3), np.uint8), np.empty((0, s, s), np.uint8))
-    return SplitArrays(
-        ids=[i for p in parts for i in p.ids],
-        images=np.concatenate([p.images for p in parts]),
-        masks=np.concatenate([p.masks for p in parts]),
-    )
-
-
-def verify(path: str | os.PathLike[str]) -> Manifest:
-    """Recompute every shard's sha256; missing or changed shards raise one ShardError naming each of them."""
-    loc = Location.of(path)
-    manifest = load_manifest(path)
-    failures = []
-    for info in manifest.shards:
-        where = loc.join(info.file)
-        if not loc.exists(info.file):
-            failures.append((where, "file is missing"))
-            continue
-        actual = loc.sha256(info.file)
-        if actual != info.sha256:
-            failures.append((where, f"sha256 {actual} does not match the manifest's {info.sha256}"))
-    if failures:
-        raise ShardError(*failures[0], more=failures[1:])
-    if content_hash(manifest.shards) != manifest.content_hash:
-        raise DatasetError(f"{loc.join(MANIFEST)}: content_hash does not match the shard hashes")
-    return manifest

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from data.errors import DatasetError, ShardError
-from data.shards import MANIFEST, Manifest, content_hash
+from data.manifest import MANIFEST, Manifest, content_hash
 from data.storage import Location, is_uri
 
 CACHE_ENV = "MASKVAE_DATA_CACHE"

@@ -22,7 +22,7 @@ def test_shards_load_none_of_them() -> None:
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", ["data.loader", "data.shards", "data.labels"])
+@pytest.mark.parametrize("module", ["data.loader", "data.shards", "data.shard_reader", "data.manifest", "data.labels"])
 def test_reading_modules_import_with_pil_tqdm_and_the_renderer_missing(module: str) -> None:
     # torch imports tqdm itself when it is installed, so sys.modules cannot tell who asked for it:
     # the modules are made unimportable instead, and importing must still succeed.

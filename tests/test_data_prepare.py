@@ -9,7 +9,8 @@ from PIL import Image
 
 from data.labels import CLASS_ID, DEFAULT_FACE_CLASSES, face_mask
 from data.prepare import prepare, synthesize
-from data.shards import SPLITS, load_manifest, read_split, verify
+from data.manifest import SPLITS, load_manifest
+from data.shard_reader import read_split, verify
 from data.synthetic import render_faces
 from tests.helpers.fake_layouts import write_celeba_layout, write_celebamask_hq_layout
 

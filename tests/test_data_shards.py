@@ -5,7 +5,9 @@ import pytest
 
 from data.errors import DatasetError, ShardError
 from data.prepare import synthesize
-from data.shards import DatasetWriter, load_manifest, read_split, verify, write_dataset
+from data.manifest import load_manifest
+from data.shard_reader import read_split, verify
+from data.shards import DatasetWriter, write_dataset
 
 
 def _rows(n: int, size: int = 8, offset: int = 0):

@@ -16,7 +16,7 @@ ALLOWED = {
     "models": set(),
     "data": set(),
     "study.errors": set(),
-    "study.config": {"study.errors", "models.loss_names", "data.storage", "data.shards", "data.errors"},
+    "study.config": {"study.errors", "models.loss_names", "data.storage", "data.manifest", "data.errors"},
     "study.search": {"study.errors", "study.config"},
     "study.training": {"study.errors", "study.config", "models", "data"},
     "study.analysis": {"study.errors", "study.config", "study.search.objective"},

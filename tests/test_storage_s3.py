@@ -8,7 +8,8 @@ import os
 import pytest
 
 from data import storage
-from data.shards import load_manifest, verify
+from data.manifest import load_manifest
+from data.shard_reader import verify
 from study.cli import main
 
 

@@ -82,7 +82,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from data.shards import verify
+    from data.shard_reader import verify
 
     manifest = verify(args.path)
     print(f"{args.path}: {len(manifest.shards)} shards match the manifest (content hash {manifest.content_hash[:12]})")

@@ -115,7 +115,8 @@ def with_suggestions(problems: list[str], override_keys: list[str]) -> list[str]
 def dataset_problems(config: StudyConfig) -> list[str]:
     """The dataset must be readable now, or be made on first use."""
     from data import storage
-    from data.shards import DatasetError, load_manifest
+    from data.errors import DatasetError
+    from data.manifest import load_manifest
 
     if config.data.synthesize_if_missing is not None and not storage.exists(config.data.path):
         return []

@@ -36,7 +36,7 @@ def default_out_dir(config: StudyConfig) -> Path:
 
 def ensure_dataset(config: StudyConfig, progress: bool = True) -> str:
     """The dataset's location as every trial must see it (local paths made absolute)."""
-    from data.shards import verify
+    from data.shard_reader import verify
 
     path = config.data.path
     synth = config.data.synthesize_if_missing

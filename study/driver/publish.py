@@ -143,7 +143,7 @@ def print_next_steps(out_dir: Path, state: StudyState) -> None:
 
 
 def regenerate_report(directory: Path) -> Path:
-    from data.shards import load_manifest
+    from data.manifest import load_manifest
     from models.perceptual import lpips_available
 
     state = StudyState.load(directory)

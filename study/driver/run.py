@@ -60,7 +60,7 @@ def resume_study(out_dir: Path) -> Path:
 
 
 def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_available: bool) -> Path:
-    from data.shards import load_manifest
+    from data.manifest import load_manifest
 
     layout = StudyLayout(out_dir)
     manifest = load_manifest(state.data_path)

@@ -17,7 +17,7 @@ from study.tracking.tracker import MlflowTracker
 def sync_mlflow(directory: Path) -> int:
     """Replay every trial recorded in the Ray experiment directory into MLflow; existing runs are
     re-attached and only missing epochs are written, so syncing twice changes nothing."""
-    from data.shards import load_manifest
+    from data.manifest import load_manifest
     from models.perceptual import lpips_available
 
     state = StudyState.load(directory)
