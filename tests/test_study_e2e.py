@@ -74,9 +74,9 @@ def test_mlflow_holds_the_full_run_tree(finished_study):
         for child in children:
             history = client.get_metric_history(child.info.run_id, "val_objective")
             assert [m.step for m in history] == sorted({m.step for m in history}) and len(history) >= 1
-        for region in ("full", "face"):
-            assert math.isfinite(parent.data.metrics[f"test_{region}_one_minus_ssim"])
-            assert f"test_{region}_l2_x10_ci_low" in parent.data.metrics
+        for view_region in ("decoder_face", "composed_full", "composed_face"):
+            assert math.isfinite(parent.data.metrics[f"test_{view_region}_one_minus_ssim"])
+            assert f"test_{view_region}_l2_x10_ci_low" in parent.data.metrics
         assert parent.data.tags["maskvae.loss"] == hypothesis.split("/")[0]
         assert "maskvae.dataset_hash" in parent.data.tags and "maskvae.version.torch" in parent.data.tags
     version = client.get_model_version_by_alias("e2e-study", "champion")
