@@ -51,7 +51,8 @@ def test_study_on_object_storage_end_to_end(s3, tmp_path, monkeypatch, capsys):
                                 seeds=2, extra=[f"ray.storage_path={ray_storage}", f"mlflow.artifact_location={artifacts}",
                                                 "resources.max_failures=0"])
     faults = [{"point": "epoch_start", "phase": "tune", "hypothesis": FAILING, "action": "raise"},
-              {"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 1.0}]
+              # slow epochs keep the study in tuning while the test waits to kill it
+              {"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 3.0}]
     study = StudyProcess(["study", "run", "--out", str(study_dir), *set_args(overrides)], cwd=tmp_path, faults=faults)
     study.wait_for(_throttled(lambda: _recorded_terminated(ray_storage) >= 1), timeout=240,
                    what="a tuning trial recorded complete in the bucket")
