@@ -26,8 +26,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --disable-pip-version-check --quiet --upgrade pip
 
 $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
-	@echo "==> Installing maskvae and what a study needs into $(VENV): about 140 packages, 3.4 GB of wheels, 6.5 GB"
-	@echo "    installed (torch with its CUDA libraries is 5.2 GB of it); 3-4 minutes when the wheels are at hand"
+	@echo "==> Installing maskvae and what a study needs into $(VENV): about 140 packages, 3.2 GiB of wheels, 6.5 GiB"
+	@echo "    installed (torch with its CUDA libraries is 5.2 GiB of it); 3-4 minutes when the wheels are at hand"
 	$(PIP) -e .
 	@touch $@
 
