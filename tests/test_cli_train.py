@@ -137,3 +137,16 @@ def test_every_train_option_has_help_and_a_default(capsys):
         main(["train", "--help"])
     text = re.sub(r"\s+", " ", capsys.readouterr().out)
     assert "(default: 0.0001)" in text and "(default: 512)" in text and "(default: auto)" in text
+
+
+def test_trimming_for_a_resume_drops_later_epochs_and_a_line_cut_short(tmp_path):
+    from study.cli import run_dir
+
+    for epoch in (1, 2, 3):
+        (tmp_path / "checkpoints" / f"epoch-{epoch:05d}").mkdir(parents=True)
+    lines = [json.dumps({"epoch": e, "val_objective": 0.5}) for e in (1, 2, 3)] + ['{"epoch": 4, "val_obj']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    dropped = run_dir.trim_after(tmp_path, 2)
+    assert [d.name for d in dropped] == ["epoch-00003"]
+    assert _checkpoints(tmp_path) == ["epoch-00001", "epoch-00002"]
+    assert _epochs(tmp_path) == [1, 2]

@@ -60,12 +60,20 @@ def trim_after(out: Path, epoch: int) -> list[Path]:
     metrics = out / METRICS
     if metrics.is_file():
         lines = metrics.read_text().splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line).get("epoch", 0) <= epoch]
+        kept = [line for line in lines if _epoch_of(line) is not None and _epoch_of(line) <= epoch]
         if len(kept) != len(lines):
             tmp = metrics.with_name(f".{METRICS}.tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, metrics)
     return dropped
+
+
+def _epoch_of(line: str) -> float | None:
+    """A metrics line's epoch; None for a line cut short by a crash, which the resumed run rewrites."""
+    try:
+        return float(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def staging_dir(out: Path) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from study.cli import run_dir
@@ -122,8 +123,6 @@ def _train(args: argparse.Namespace) -> int:
         try:
             newest = _train_into(staged, config, data, args.data, resume, show=out)
         except BaseException:
-            import shutil
-
             shutil.rmtree(staged, ignore_errors=True)
             print(f"{out}: left unchanged (the replacement run did not finish)")
             raise
