@@ -109,8 +109,9 @@ class CheckpointPruner(Callback):
     checkpoints since the last one, so that a snapshot never names a deleted checkpoint. A snapshot
     holds every trial and the searcher, so one per trial grows the driver's cost per trial with the
     study's size. Here snapshots keep Tune's own period ("auto": at most ~5% of the driver's time)
-    and a trial's older checkpoints are deleted only once `LAG` snapshots have been taken since it
-    ended: by then the stored snapshot records it as ended, so a resume never looks for them.
+    and a trial's older checkpoints are deleted only `LAG` snapshots after the one that records it as
+    ended (Ray uploads a snapshot while the next is due): by then the stored snapshot records it,
+    so a resume never looks for them.
     """
 
     LAG = 2
@@ -146,5 +147,5 @@ class CheckpointPruner(Callback):
             location = storage.Location.of(trial_dir)
             for name in location.names("checkpoint_*")[:-self.keep or None]:
                 location.delete_tree(name)
-        except OSError:  # disk space, not correctness: a checkpoint left behind is harmless
+        except Exception:  # disk space, not correctness: a checkpoint left behind is harmless
             pass
