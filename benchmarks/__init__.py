@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import early_stopping, evaluation, input_pipeline, orchestration, tracking, trainer_gpu, trainer_throughput
+from . import early_stopping, evaluation, input_pipeline, orchestration, scale, tracking, trainer_gpu, trainer_throughput
 from .common import Row
 
 # name -> run(quick) -> rows; in the order the claims are listed in the README.
@@ -18,4 +18,5 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     evaluation.NAME: evaluation.run,
     early_stopping.NAME: early_stopping.run,
     tracking.NAME: tracking.run,
+    scale.NAME: scale.run,
 }

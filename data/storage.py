@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,13 @@ class Location:
             Path(self.join(name)).unlink(missing_ok=True)
         else:
             self.fs.delete_file(self.join(name))
+
+    def delete_tree(self, name: str) -> None:
+        """Remove a directory and everything under it (nothing happens if it is missing)."""
+        if self.local:
+            shutil.rmtree(self.join(name), ignore_errors=True)
+        elif self.is_dir(name):
+            self.fs.delete_dir(self.join(name))
 
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted names of this directory's entries matching a shell pattern (empty if it is missing)."""

@@ -87,7 +87,7 @@ def test_main_writes_json_and_reports_a_failing_benchmark(tmp_path, monkeypatch,
 
 def test_every_claim_of_the_issue_has_a_benchmark():
     assert list(BENCHMARKS) == ["input_pipeline", "orchestration", "trainer", "trainer_gpu", "evaluation",
-                                "early_stopping", "tracking"]
+                                "early_stopping", "tracking", "scale"]
 
 
 # -- the benchmarks at tiny sizes ------------------------------------------------------------
@@ -203,3 +203,29 @@ def test_orchestration_runs_both_stacks_on_ray():
     assert row.details["trials"] == {"maskvae": 2, "bare": 1}
     assert row.details["mlflow_runs"] == 2 and row.details["mlflow_degraded"] == 0.0
     assert row.value is not None and row.baseline > 0 and math.isfinite(row.ratio)
+
+
+def test_scale_study_config_has_twenty_hypotheses_of_combined_losses():
+    from benchmarks.scale import measure, study_config
+
+    config = study_config(2000, hypotheses=20)
+    names = [h.name for h in config.hypotheses()]
+    assert len(set(names)) == 20 and config.total_trials == 2000
+    assert any("+" in name for name in names)
+    with pytest.raises(ValueError, match="window"):
+        measure(trials=60, early=25, window=20)
+
+
+@pytest.mark.slow
+def test_scale_reads_the_driver_per_window_through_the_real_stack():
+    """The quick mode's shape: every trial ran through the listeners, one clock reading per window."""
+    from benchmarks.scale import run
+
+    cpu, wall, memory = run(quick=True)
+    details = cpu.details
+    assert details["trials"] == 60 and details["errors"] == 0 and details["mlflow_degraded"] is False
+    assert [w["trials"] for w in details["windows"]] == [20, 40, 60]
+    assert cpu.target is not None and cpu.value > 0 and cpu.baseline > 0
+    assert cpu.ratio == pytest.approx(cpu.value / cpu.baseline)
+    assert wall.value > 0 and wall.target is None
+    assert memory.unit == "MiB" and memory.value > 100

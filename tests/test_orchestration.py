@@ -54,3 +54,25 @@ def test_a_restored_tuner_reports_to_the_listeners_it_is_given_back(tmp_path):
         ray.shutdown()
     assert [r.status for r in recorder.finished] == ["TERMINATED"]
     assert recorder.finished[0].mlflow_status == "FINISHED" and recorder.finished[0].metrics["score"] == 1.0
+
+
+def test_checkpoint_pruner_waits_for_snapshots_that_record_the_trial_as_ended(tmp_path):
+    """Older checkpoints of an ended trial go only `LAG` snapshots after the one that records it as
+    ended, so a resume from a stored snapshot never looks for them."""
+    from types import SimpleNamespace
+
+    from study.orchestration.callbacks import CheckpointPruner
+
+    trial_dir = tmp_path / "tune" / "l1-mask-abc"
+    for index in range(4):
+        (trial_dir / f"checkpoint_{index:06d}").mkdir(parents=True)
+        (trial_dir / f"checkpoint_{index:06d}" / "checkpoint.pt").write_text("x")
+    pruner = CheckpointPruner(str(tmp_path), keep=2)
+    pruner.on_trial_complete(0, [], SimpleNamespace(path=str(trial_dir)))
+    checkpoints = lambda: sorted(p.name for p in trial_dir.glob("checkpoint_*"))  # noqa: E731
+    assert pruner.get_state() is None and len(checkpoints()) == 4  # the snapshot that records it ended
+    for _ in range(CheckpointPruner.LAG - 1):
+        pruner.get_state()
+        assert len(checkpoints()) == 4  # the snapshot that records it may still be uploading
+    pruner.get_state()
+    assert checkpoints() == ["checkpoint_000002", "checkpoint_000003"]

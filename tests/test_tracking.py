@@ -102,3 +102,17 @@ def test_replay_ends_failed_and_lost_trials_with_their_recorded_status(tracker):
     assert runs["crashed"].info.status == "FAILED" and "ValueError: boom" in runs["crashed"].data.tags["maskvae.error"]
     assert runs["crashed"].data.metrics["val_objective"] == 0.7
     assert runs["nan"].info.status == "FAILED" and runs["lost"].info.status == "KILLED"
+
+
+def test_new_trial_runs_cost_no_search(tracker, monkeypatch):
+    """The driver's hot path: a study's trial runs are looked up once per tracker, not once per trial."""
+    parent = tracker.hypothesis_run("l2/mask", {})
+    searches = []
+    real_search = tracker.client.search_runs
+    monkeypatch.setattr(tracker.client, "search_runs", lambda *a, **k: searches.append(a) or real_search(*a, **k))
+    runs = [tracker.child_run(parent, "l2/mask", f"tune:{i}", f"trial {i}", {}, {}) for i in range(30)]
+    assert len(set(runs)) == 30 and len(searches) == 1
+    tracker.end_run(runs[3], "FINISHED")
+    # Re-attaching (a retried trial) finds the run without searching and marks it RUNNING again.
+    assert tracker.child_run(parent, "l2/mask", "tune:3", "trial 3", {}, {}) == runs[3]
+    assert len(searches) == 1 and tracker.client.get_run(runs[3]).info.status == "RUNNING"

@@ -100,3 +100,52 @@ class ListenerCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         if self.listener is not None:
             self.listener.trial_finished(self._record(trial, status="ERROR", error=error_text(trial, self.storage_path)))
+
+
+class CheckpointPruner(Callback):
+    """Keeps the newest `keep` checkpoints of each ended trial, the job Ray's `num_to_keep` would do.
+
+    Ray's `num_to_keep` also forces an experiment snapshot whenever a trial has saved that many
+    checkpoints since the last one, so that a snapshot never names a deleted checkpoint. A snapshot
+    holds every trial and the searcher, so one per trial grows the driver's cost per trial with the
+    study's size. Here snapshots keep Tune's own period ("auto": at most ~5% of the driver's time)
+    and a trial's older checkpoints are deleted only `LAG` snapshots after the one that records it as
+    ended (Ray uploads a snapshot while the next is due): by then the stored snapshot records it,
+    so a resume never looks for them.
+    """
+
+    LAG = 2
+
+    def __init__(self, storage_path: str, keep: int = 2):
+        self.storage_path = storage_path
+        self.keep = keep
+        self.ended: list[list[str]] = [[]]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"storage_path": self.storage_path, "keep": self.keep, "ended": [[]]}
+
+    def _ended(self, trial) -> None:
+        if trial.path:
+            self.ended[-1].append(stored_location(trial.path, self.storage_path))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trial)
+
+    def get_state(self) -> dict[str, Any] | None:
+        # Tune asks every callback for its state while it takes a snapshot: the one hook it offers.
+        self.ended.append([])
+        while len(self.ended) > self.LAG + 1:
+            for trial_dir in self.ended.pop(0):
+                self.prune(trial_dir)
+        return None
+
+    def prune(self, trial_dir: str) -> None:
+        try:
+            location = storage.Location.of(trial_dir)
+            for name in location.names("checkpoint_*")[:-self.keep or None]:
+                location.delete_tree(name)
+        except Exception:  # disk space, not correctness: a checkpoint left behind is harmless
+            pass

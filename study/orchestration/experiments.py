@@ -18,7 +18,7 @@ from data import storage
 from study.config.hypotheses import slug
 from study.config.study import StudyConfig
 from study.orchestration.adapters import HypothesisSearcher, PerHypothesisScheduler
-from study.orchestration.callbacks import ListenerCallback, flat_config, record_of
+from study.orchestration.callbacks import CheckpointPruner, ListenerCallback, flat_config, record_of
 from study.orchestration.cluster import default_concurrency
 from study.orchestration.trainables import final_trial, tune_trial
 from study.search.optuna_search import HypothesisSearch
@@ -27,6 +27,8 @@ from study.search.trials import TrialListener, TrialRecord
 TUNE_EXPERIMENT = "tune"
 FINAL_EXPERIMENT = "final"
 PHASE_EXPERIMENTS = (TUNE_EXPERIMENT, FINAL_EXPERIMENT)
+# Per ended trial: the newest and one older, a fallback when the newest is unreadable.
+KEEP_CHECKPOINTS = 2
 
 
 def _trial_dirname(trial) -> str:
@@ -46,11 +48,17 @@ def _resources(config: StudyConfig) -> dict[str, float]:
     return {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
 
 
+def _callbacks(name: str, listener: TrialListener, storage_path: str) -> list[Callback]:
+    return [ListenerCallback(name, listener, storage_path), CheckpointPruner(storage_path, KEEP_CHECKPOINTS)]
+
+
 def _run_config(config: StudyConfig, storage_path: str, name: str, callbacks: list[Callback]) -> tune.RunConfig:
+    # No `num_to_keep`: Ray would force an experiment snapshot (every trial and the searcher) about
+    # once per trial; CheckpointPruner keeps the newest checkpoints instead (see there).
     return tune.RunConfig(
         name=name, storage_path=storage_path, callbacks=callbacks, verbose=0,
         failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
     )
 
 
@@ -75,8 +83,7 @@ def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listene
             reuse_actors=True, max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
-        run_config=_run_config(config, storage_path, TUNE_EXPERIMENT,
-                               [ListenerCallback(TUNE_EXPERIMENT, listener, storage_path)]),
+        run_config=_run_config(config, storage_path, TUNE_EXPERIMENT, _callbacks(TUNE_EXPERIMENT, listener, storage_path)),
     )
 
 
@@ -92,8 +99,7 @@ def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str,
             reuse_actors=True, max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
-        run_config=_run_config(config, storage_path, FINAL_EXPERIMENT,
-                               [ListenerCallback(FINAL_EXPERIMENT, listener, storage_path)]),
+        run_config=_run_config(config, storage_path, FINAL_EXPERIMENT, _callbacks(FINAL_EXPERIMENT, listener, storage_path)),
     )
 
 
@@ -123,7 +129,7 @@ def restore_tuner(config: StudyConfig, storage_path: str, name: str, data_path: 
     )
     tuner = tune.Tuner.restore(experiment_path(storage_path, name), trainable, resume_unfinished=True,
                                resume_errored=True)
-    reattach_callbacks(tuner, [ListenerCallback(name, listener, storage_path)])
+    reattach_callbacks(tuner, _callbacks(name, listener, storage_path))
     return tuner
 
 
@@ -142,8 +148,6 @@ def quiet_tune_output() -> None:
     """maskvae prints one line per trial itself; Tune's tables and per-failure tracebacks would bury
     them (the full error text stays in each trial's error.txt and on its MLflow run)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Snapshots after every checkpoint are what makes resume exact; the warning about them is noise here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     logging.getLogger("ray.tune.tune").setLevel(logging.WARNING)
 

@@ -41,6 +41,7 @@ class MlflowTracker:
         self._client_obj = None
         self._experiment_id: str | None = None
         self._logged_steps: dict[str, set[int]] = {}
+        self._trial_run_ids: dict[str, str] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -94,10 +95,10 @@ class MlflowTracker:
         """A nested run for one trial or final seed; re-attached (not duplicated) on retry or resume."""
         def work() -> str:
             key = {STUDY_TAG: self.study_id, TRIAL_TAG: trial_key}
-            found = self._find_run(key)
-            if found is not None:
-                run_id = found.info.run_id
-                if found.info.status != "RUNNING":
+            known = self._trial_runs()
+            if trial_key in known:
+                run_id = known[trial_key]
+                if self.client.get_run(run_id).info.status != "RUNNING":
                     self.client.update_run(run_id, status="RUNNING")
                 history = self.client.get_metric_history(run_id, "epoch")
                 self._logged_steps[run_id] = {int(m.step) for m in history}
@@ -108,9 +109,29 @@ class MlflowTracker:
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
             self._log_params(run.info.run_id, params)
             self._logged_steps[run.info.run_id] = set()
+            known[trial_key] = run.info.run_id
             return run.info.run_id
 
         return self._safe(f"creating run {run_name}", work)
+
+    def _trial_runs(self) -> dict[str, str]:
+        """Trial key -> run id of this study's trial runs, searched once per tracker. Only runs from
+        before this tracker (a resumed driver, a sync) can be re-attached, and the ones it creates are
+        added here, so a new trial costs no search (one per trial grew with the study's size)."""
+        if self._trial_run_ids is None:
+            found: dict[str, str] = {}
+            token = None
+            while True:
+                page = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{self.study_id}'",
+                                               max_results=5000, page_token=token)
+                for run in page:
+                    if TRIAL_TAG in run.data.tags:
+                        found.setdefault(run.data.tags[TRIAL_TAG], run.info.run_id)
+                token = page.token
+                if not token:
+                    break
+            self._trial_run_ids = found
+        return self._trial_run_ids
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
