@@ -34,7 +34,7 @@ def study_config(trials: int, hypotheses: int):
     overrides = [
         "data.path=unused", "data.synthesize_if_missing=null", f"grid.losses=[{', '.join(losses)}]",
         f"grid.masks=[{', '.join(str(m).lower() for m in masks)}]", f"search.trials_per_hypothesis={per_hypothesis}",
-        f"train.epochs={EPOCHS}", f"scheduler.grace_period=1", "ray.dashboard=false",
+        f"train.epochs={EPOCHS}", "scheduler.grace_period=1", "ray.dashboard=false",
     ]
     return load_study_config("smoke", overrides=overrides, check_data=False)
 
