@@ -9,6 +9,7 @@ filesystem: a store shared between machines belongs on a server (the cluster con
 """
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -55,12 +56,31 @@ class TrackingUnavailableError(UserInputError):
         super().__init__([f"mlflow.tracking_uri: {uri}: {reason}"], title="MLflow tracking server unreachable")
 
 
+# MLflow logs its schema setup at INFO on every new store ("Creating initial MLflow database
+# tables...", alembic's migration steps); preflight prints one line of its own instead.
+_DB_SETUP_LOGGERS = ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration")
+
+
+def _quiet_db_setup() -> None:
+    for name in _DB_SETUP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def client_for(uri: str | None):
     from mlflow import MlflowClient
 
     if resolved_tracking_uri(uri).startswith("sqlite:"):
         _tune_sqlite_connections()
+        _quiet_db_setup()
     return MlflowClient(tracking_uri=uri)
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (None for other stores and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.endswith(":memory:"):
+        return None
+    return Path(uri[len(prefix):].split("?", 1)[0])
 
 
 def resolved_tracking_uri(uri: str | None) -> str:
@@ -96,10 +116,14 @@ def preflight(uri: str | None, timeout: float = 10.0) -> str:
     # MLflow's own HTTP retries would outlast the preflight budget.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(timeout))))
+    database = sqlite_file(resolved)
+    new_store = database is not None and not database.exists()
     try:
         _call_with_timeout(lambda: client_for(resolved).search_experiments(max_results=1), timeout)
     except Exception as error:  # any failure here means "cannot track": say which and stop
         raise TrackingUnavailableError(resolved, f"{error.__class__.__name__}: {first_line(error)[:300]}") from None
+    if new_store:
+        print(f"MLflow: new tracking store {database.resolve()}")
     return resolved
 
 
