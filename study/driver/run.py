@@ -44,8 +44,8 @@ def new_study(config: StudyConfig, out_dir: Path | None) -> tuple[StudyState, Pa
 
 def run_study(config: StudyConfig, out_dir: Path | None = None) -> Path:
     state, out_dir = new_study(config, out_dir)
-    checks = preflight(config, out_dir)
     port = cluster.dashboard_port(config.ray)  # a taken port is refused before anything is written
+    checks = preflight(config, out_dir)
     state.data_path = ensure_dataset(config)
     state.storage_path = config.ray.storage_path or str(StudyLayout(out_dir).ray_storage.resolve())
     state.tracking_uri = absolute_store_uri(checks["tracking_uri"])
@@ -65,8 +65,8 @@ def resume_study(out_dir: Path) -> Path:
     if state.phase == "done":
         print(f"study {state.name} ({out_dir}) is already complete; nothing to do. Report: {StudyLayout(out_dir).report}")
         return out_dir
-    checks = preflight(config, out_dir)
     port = cluster.dashboard_port(config.ray)
+    checks = preflight(config, out_dir)
     ensure_dataset(config)
     return execute(state, config, out_dir, checks["lpips_available"], dashboard_port=port)
 
@@ -79,7 +79,9 @@ def _start_ray(state: StudyState, config: StudyConfig, out_dir: Path, port: int 
                                 ray_command=command("ray"))
     state.dashboard_url = started.dashboard_url or state.dashboard_url
     if started.dashboard_url:
-        moved = f" ({cluster.FIRST_DASHBOARD_PORT} was taken)" if port and port != cluster.FIRST_DASHBOARD_PORT else ""
+        chosen = started.dashboard_url.rstrip("/").rsplit(":", 1)[-1]
+        moved = f" ({cluster.FIRST_DASHBOARD_PORT} was taken)" if config.ray.dashboard_port == "auto" \
+            and chosen != str(cluster.FIRST_DASHBOARD_PORT) else ""
         hint = f"; {started.token_hint}" if started.token_hint else ""
         print(f"Ray dashboard: {started.dashboard_url}{moved}{hint}")
 

@@ -76,7 +76,7 @@ def _job_config(job_name: str | None, metadata: dict[str, str] | None):
 def start_ray(config: RayConfig, *, port: int | None = None, job_name: str | None = None,
               metadata: dict[str, str] | None = None, ray_command: str = "ray") -> RayStarted:
     """Connect to `config.address` or start local Ray (dashboard on 127.0.0.1:`port`, see
-    `dashboard_port`). A dashboard port taken in the meantime is skipped with "auto" and refused
+    `dashboard_port`). A dashboard port taken in the meantime is replaced with "auto" and refused
     otherwise, before Ray has started anything."""
     if ray.is_initialized():
         return RayStarted()
@@ -88,10 +88,12 @@ def start_ray(config: RayConfig, *, port: int | None = None, job_name: str | Non
         context = ray.init(address=config.address, log_to_driver=False, job_config=job_config,
                            runtime_env={"env_vars": env_vars} if env_vars else None)
         return RayStarted(_url(context), token_hint(ray_command))
-    tried: list[int] = []
-    while True:
-        if config.dashboard and port is None:
-            port = dashboard_port(config, skip=tuple(tried))
+    # Studies starting side by side on one machine would pick the same free port and race for it
+    # (Ray checks the port, then its dashboard process binds it seconds later): choosing the port and
+    # starting Ray happen under a machine-wide lock, so the second study sees the first's port taken.
+    with _port_lock(config.dashboard):
+        if config.dashboard and (port is None or not port_is_free(port)):
+            port = dashboard_port(config)
         try:
             with _quiet_token_notice():
                 context = ray.init(num_cpus=config.num_cpus, include_dashboard=config.dashboard,
@@ -99,15 +101,35 @@ def start_ray(config: RayConfig, *, port: int | None = None, job_name: str | Non
                                    log_to_driver=False, configure_logging=False, job_config=job_config)
         except ValueError as error:
             # Ray checks the port before it starts any process: nothing is left to clean up.
-            if "Failed to bind" not in str(error) or port is None:
+            if "Failed to bind" not in str(error):
                 raise
-            tried.append(port)
-            if not _auto(config) or len(tried) >= 5:
-                raise DashboardPortError(f"ray.dashboard_port: {DASHBOARD_HOST}:{port} is in use (another study's "
-                                         "Ray dashboard?); pick a free port or 'auto'") from None
-            port = None
-            continue
-        return RayStarted(_url(context), token_hint(ray_command))
+            raise DashboardPortError(f"ray.dashboard_port: {DASHBOARD_HOST}:{port} is in use (another study's "
+                                     "Ray dashboard?); pick a free port or 'auto'") from None
+    return RayStarted(_url(context), token_hint(ray_command))
+
+
+class _port_lock:
+    """An exclusive lock file in the temp directory (released by the OS if this process dies)."""
+
+    def __init__(self, needed: bool):
+        self.needed = needed
+        self.handle = None
+
+    def __enter__(self):
+        if self.needed:
+            import fcntl
+            import tempfile
+
+            try:
+                self.handle = open(os.path.join(tempfile.gettempdir(), "maskvae-ray-dashboard.lock"), "a")
+                fcntl.flock(self.handle, fcntl.LOCK_EX)
+            except OSError:  # another user's lock file: go on unlocked, as without this lock
+                self.handle = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            self.handle.close()  # closing releases the lock
 
 
 def _url(context) -> str | None:

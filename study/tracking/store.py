@@ -9,6 +9,7 @@ filesystem: a store shared between machines belongs on a server (the cluster con
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -117,14 +118,38 @@ def preflight(uri: str | None, timeout: float = 10.0) -> str:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(timeout))))
     database = sqlite_file(resolved)
-    new_store = database is not None and not database.exists()
     try:
-        _call_with_timeout(lambda: client_for(resolved).search_experiments(max_results=1), timeout)
+        with _first_use_lock(database):
+            new_store = database is not None and not database.exists()
+            _call_with_timeout(lambda: client_for(resolved).search_experiments(max_results=1), timeout)
     except Exception as error:  # any failure here means "cannot track": say which and stop
         raise TrackingUnavailableError(resolved, f"{error.__class__.__name__}: {first_line(error)[:300]}") from None
     if new_store:
         print(f"MLflow: new tracking store {database.resolve()}")
     return resolved
+
+
+@contextlib.contextmanager
+def _first_use_lock(database: Path | None):
+    """Two studies starting on a new SQLite store would both create MLflow's tables, and the second
+    fails ("table ... already exists"): the first contact is serialised per database file, with a
+    lock in the temp directory (released by the OS if the process dies)."""
+    if database is None:
+        yield
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha1(str(database.resolve()).encode()).hexdigest()[:16]
+    try:
+        handle = open(Path(tempfile.gettempdir()) / f"maskvae-mlflow-{key}.lock", "a")
+    except OSError:  # another user's lock file: go on unlocked
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def download_model(uri: str, tracking_uri: str | None = None) -> Path:
