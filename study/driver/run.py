@@ -73,7 +73,10 @@ def resume_study(out_dir: Path) -> Path:
 
 def _start_ray(state: StudyState, config: StudyConfig, out_dir: Path, port: int | None) -> None:
     """Ray, named after the study on the dashboard's Jobs page; prints where the dashboard is."""
-    started = cluster.start_ray(config.ray, port=port, job_name=f"maskvae {state.name} ({Path(out_dir).name})",
+    folder = Path(out_dir).resolve().name
+    # The default folder, runs/<name>-<time>, already names the study.
+    job_name = f"maskvae {folder if folder.startswith(state.name) else f'{state.name} ({folder})'}"
+    started = cluster.start_ray(config.ray, port=port, job_name=job_name,
                                 metadata={"maskvae_study_id": state.study_id,
                                           "maskvae_study_dir": str(Path(out_dir).resolve())},
                                 ray_command=command("ray"))

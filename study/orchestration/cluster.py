@@ -1,6 +1,7 @@
 """Connecting to (or starting) Ray, and what the cluster offers."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -15,6 +16,7 @@ from study.training import faults
 
 DASHBOARD_HOST = "127.0.0.1"
 FIRST_DASHBOARD_PORT = 8265
+DEFAULT_AGENT_PORT = 52365  # Ray's dashboard agent (ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
 # How far "auto" looks past 8265: enough for a handful of studies side by side on one machine.
 AUTO_PORT_SPAN = 100
 # Ray logs a warning about token auth on every local start; maskvae says where the token is instead.
@@ -95,7 +97,7 @@ def start_ray(config: RayConfig, *, port: int | None = None, job_name: str | Non
         if config.dashboard and (port is None or not port_is_free(port)):
             port = dashboard_port(config)
         try:
-            with _quiet_token_notice():
+            with _quiet_token_notice(), _agent_port(config.dashboard):
                 context = ray.init(num_cpus=config.num_cpus, include_dashboard=config.dashboard,
                                    dashboard_host=DASHBOARD_HOST, dashboard_port=port or FIRST_DASHBOARD_PORT,
                                    log_to_driver=False, configure_logging=False, job_config=job_config)
@@ -106,6 +108,33 @@ def start_ray(config: RayConfig, *, port: int | None = None, job_name: str | Non
             raise DashboardPortError(f"ray.dashboard_port: {DASHBOARD_HOST}:{port} is in use (another study's "
                                      "Ray dashboard?); pick a free port or 'auto'") from None
     return RayStarted(_url(context), token_hint(ray_command))
+
+
+@contextlib.contextmanager
+def _agent_port(dashboard: bool):
+    """The node's dashboard agent on a free port. Its default, 52365, is fixed: a second Ray on the
+    machine finds it taken, and its dashboard then shows no logs ("Agent ... doesn't exist").
+    `ray.init` offers no setting for it (`ray start --dashboard-agent-listen-port` does), so the
+    parameters it builds get one; this is the only use of Ray's private `RayParams`."""
+    if not dashboard or port_is_free(DEFAULT_AGENT_PORT, ""):
+        yield
+        return
+    from ray._private import parameter
+
+    agent_port = next(port for port in range(DEFAULT_AGENT_PORT + 1, DEFAULT_AGENT_PORT + 200)
+                      if port_is_free(port, "") and port_is_free(port))
+    original = parameter.RayParams
+
+    class RayParams(original):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("dashboard_agent_listen_port", agent_port)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = RayParams
+    try:
+        yield
+    finally:
+        parameter.RayParams = original
 
 
 class _port_lock:
