@@ -74,10 +74,14 @@ class StudyProcess:
 
 
 def trial_workers() -> list[psutil.Process]:
-    """Ray worker processes currently running a trial (their title is `ray::ImplicitFunc.train`)."""
+    """Ray worker processes currently running a trial (their title is `ray::TuneTrial.train` or
+    `ray::FinalRun.train`, after the trial actor classes)."""
+    from study.orchestration.trainables import ACTOR_CLASS_NAMES
+
+    titles = tuple(f"ray::{name}.train" for name in ACTOR_CLASS_NAMES.values())
     # process_iter prefetches the attributes, leaving None where a process is gone or hidden.
     return [proc for proc in psutil.process_iter(["pid", "cmdline"])
-            if "ImplicitFunc.train" in " ".join(proc.info["cmdline"] or [])]
+            if any(title in " ".join(proc.info["cmdline"] or []) for title in titles)]
 
 
 def checkpoints(study_dir: Path, phase: str = "tune") -> list[Path]:

@@ -74,14 +74,50 @@ def test_mlflow_holds_the_full_run_tree(finished_study):
         for child in children:
             history = client.get_metric_history(child.info.run_id, "val_objective")
             assert [m.step for m in history] == sorted({m.step for m in history}) and len(history) >= 1
-        for view_region in ("decoder_face", "composed_full", "composed_face"):
-            assert math.isfinite(parent.data.metrics[f"test_{view_region}_one_minus_ssim"])
-            assert f"test_{view_region}_l2_x10_ci_low" in parent.data.metrics
+        for section in ("decoder face", "composed full"):
+            assert math.isfinite(parent.data.metrics[f"{section}/1-SSIM"])
+            assert parent.data.tags[f"maskvae.ci.{section}/10 l2"].endswith("(95%)")
+        assert not [name for name in parent.data.metrics if "ci" in name.lower()]
         assert parent.data.tags["maskvae.loss"] == hypothesis.split("/")[0]
         assert "maskvae.dataset_hash" in parent.data.tags and "maskvae.version.torch" in parent.data.tags
     version = client.get_model_version_by_alias("e2e-study", "champion")
     champion = [h for h, p in parents.items() if p.info.run_id == version.run_id]
     assert len(champion) == 1 and parents[champion[0]].data.tags["maskvae.champion"] == "true"
+
+
+def test_hypothesis_runs_carry_the_tuned_params_and_a_dozen_headline_metrics(finished_study):
+    out, tracking, _ = finished_study
+    client = _client(tracking)
+    state = json.loads((out / "study.json").read_text())
+    experiment = client.get_experiment_by_name(state["experiment"])
+    assert experiment.tags["maskvae.study_id"] == state["study_id"]  # the study's own experiment
+    parents = client.search_runs([experiment.experiment_id], "tags.`maskvae.role` = 'hypothesis'")
+    assert len(parents) == len(HYPOTHESES)
+    for parent in parents:
+        best = state["best"][parent.data.tags["maskvae.hypothesis"]]
+        params = parent.data.params
+        assert float(params["kl_weight"]) == pytest.approx(best["kl_weight"]) and float(params["lr"]) == pytest.approx(best["lr"])
+        assert params["best_trial"] == best["trial_id"] and params["epochs"] == "2"
+        metrics = parent.data.metrics
+        # At most six metrics (LPIPS needs its weights) and a rank per region: CI bounds are tags, not charts.
+        assert 12 <= len(metrics) <= 14 and not any("ci" in key.lower() for key in metrics)
+        assert all(key.split("/")[0] in ("full", "face") for key in metrics)
+        assert {metrics["full/rank"], metrics["face/rank"]} <= set(range(1, len(HYPOTHESES) + 1))
+
+
+def test_the_champion_version_says_what_won_and_where(finished_study):
+    out, tracking, _ = finished_study
+    client = _client(tracking)
+    state = json.loads((out / "study.json").read_text())
+    version = client.get_model_version_by_alias(state["model_name"], "champion")
+    champion = version.tags["maskvae.hypothesis"]
+    ranking = pd.read_csv(out / "results" / f"ranking_{version.tags['maskvae.region']}.csv")
+    assert champion in set(ranking["hypothesis"])
+    assert version.tags["maskvae.study_id"] == state["study_id"]
+    description = version.description
+    assert champion in description and "e2e-study" in description and state["study_id"] in description
+    assert f"{version.tags['maskvae.view']} view" in description and f"{version.tags['maskvae.region']} region" in description
+    assert "overall rank" in description
 
 
 def test_report_and_ranking_list_every_hypothesis_with_finite_values(finished_study):

@@ -116,3 +116,54 @@ def test_new_trial_runs_cost_no_search(tracker, monkeypatch):
     # Re-attaching (a retried trial) finds the run without searching and marks it RUNNING again.
     assert tracker.child_run(parent, "l2/mask", "tune:3", "trial 3", {}, {}) == runs[3]
     assert len(searches) == 1 and tracker.client.get_run(runs[3]).info.status == "RUNNING"
+
+
+def test_each_study_claims_its_own_experiment_and_model_name(tmp_path):
+    from study.tracking.naming import claim_names
+    from study.tracking.store import client_for
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert claim_names(uri, "smoke", "id-a", "20250101-120000") == ("smoke", "smoke")
+    # Claiming again (a resume) keeps the name; another study moves on to its start time.
+    assert claim_names(uri, "smoke", "id-a", "20250101-120000") == ("smoke", "smoke")
+    assert claim_names(uri, "smoke", "id-b", "20250101-130000") == ("smoke-20250101-130000",) * 2
+    client = client_for(uri)
+    assert client.get_experiment_by_name("smoke-20250101-130000").tags["maskvae.study_id"] == "id-b"
+    # A registered model of that name from elsewhere is not taken over either.
+    client.create_registered_model("other", tags={"maskvae.study_id": "id-z"})
+    assert claim_names(uri, "other", "id-c", "20250101-140000") == ("other-20250101-140000",) * 2
+    # A chosen experiment is shared as asked; the model name is still the study's own.
+    assert claim_names(uri, "smoke", "id-d", "20250101-150000", "shared") == ("shared", "smoke-20250101-150000")
+    assert claim_names(uri, "smoke", "id-e", "20250101-160000", "shared") == ("shared", "smoke-20250101-160000")
+
+
+def test_the_champion_version_describes_what_won_and_stays_one_version(tracker, tmp_path):
+    parent = tracker.hypothesis_run("ssim/mask", {})
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    assert tracker.log_artifacts(parent, model, "model")
+    kwargs = dict(hypothesis="ssim/mask", study="smoke", view="decoder", region="face", criterion="overall rank",
+                  detail="Dominant hypothesis: ssim/mask")
+    assert tracker.register_champion("smoke", parent, "model", **kwargs) == "1"
+    assert tracker.register_champion("smoke", parent, "model", **kwargs) == "1"  # re-publishing adds no version
+    version = tracker.client.get_model_version_by_alias("smoke", "champion")
+    assert "ssim/mask ranks first on the decoder view, face region, by overall rank" in version.description
+    assert "Dominant hypothesis: ssim/mask." in version.description and "study-1" in version.description
+    assert version.tags["maskvae.region"] == "face" and version.tags["maskvae.study_id"] == "study-1"
+    assert not tracker.warnings
+
+
+def test_the_printed_link_opens_this_studys_hypotheses_ranked_in_chart_view():
+    from urllib.parse import parse_qs, urlsplit
+
+    from study.tracking.links import hypotheses_link
+
+    link = hypotheses_link("http://127.0.0.1:5000", "7", "abc123", "face/rank")
+    fragment = urlsplit(link).fragment
+    path, _, query = fragment.partition("?")
+    values = {k: v[0] for k, v in parse_qs(query).items()}
+    assert path == "/experiments/7/runs"
+    assert values["searchFilter"] == "tags.`maskvae.role` = 'hypothesis' and tags.`maskvae.study_id` = 'abc123'"
+    assert values["orderByKey"] == "metrics.`face/rank`" and values["orderByAsc"] == "true"
+    assert values["compareRunsMode"] == "CHART" and values["workflowType"] == "machine_learning"

@@ -34,7 +34,9 @@ source "$state/env.sh"
 # All three nodes share this machine's disk, so absolute local paths are visible to every node
 # (on a real cluster they must be object-store URIs or a shared mount). The head has no CPUs, so
 # trials run on the two workers; two concurrent trials let Tune place one on each.
-ray job submit --working-dir . --submission-id "maskvae-smoke-$(date +%Y%m%d-%H%M%S)" -- \
+# The dashboard's Jobs page shows the job_name metadata as the job's Name.
+ray job submit --working-dir . --submission-id "maskvae-smoke-$(date +%Y%m%d-%H%M%S)" \
+  --metadata-json "{\"job_name\": \"maskvae $(basename "$out")\"}" -- \
   maskvae study run --out "$out" \
     --set mlflow.tracking_uri="$MLFLOW_TRACKING_URI" \
     --set data.path="$repo/runs/data/synthetic-32px" \

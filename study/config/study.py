@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from models.loss_names import LOSS_NAMES, loss_components
 
@@ -148,8 +148,22 @@ class RayConfig(StrictModel):
     address: str | None = Field(None, description="Existing cluster ('auto' or ray://...); null starts local Ray.")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray instance (null: all).")
     dashboard: bool = Field(True, description="Start the Ray dashboard (local Ray; bound to 127.0.0.1).")
-    dashboard_port: int = Field(8265, ge=1024, le=65535, description="Dashboard port of a local Ray instance.")
+    dashboard_port: Literal["auto"] | int = Field(
+        "auto", description="Dashboard port of a local Ray instance: 'auto' takes the first free port from 8265 on "
+        "(printed), a number (1024-65535) is refused when taken.")
     storage_path: str | None = Field(None, description="Ray experiment storage (path or URI); null = <study dir>/ray.")
+    reuse_actors: bool = Field(False, description="Run later trials in a finished trial's actor. Saves an actor start "
+                               "per trial (a few seconds: a process, torch, the dataset), but the dashboard's Actors "
+                               "page can then no longer name the trial an actor runs.")
+
+    @field_validator("dashboard_port", mode="before")
+    @classmethod
+    def _port(cls, value):
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not str(value).isdigit() or not 1024 <= int(value) <= 65535:
+            raise ValueError(f"expected 'auto' or a port number 1024-65535, got {value!r}")
+        return int(value)
 
 
 class StudyConfig(StrictModel):

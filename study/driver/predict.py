@@ -29,7 +29,8 @@ def is_uri(model: str) -> bool:
 
 
 def champion_uri(state: StudyState) -> str:
-    return f"models:/{state.name}@champion"
+    """The study's own registered model (named per study, so studies never share a champion)."""
+    return f"models:/{state.model_name or state.name}@champion"
 
 
 def choose_tracking(tracking_uri: str | None, study: StudyState | None, study_dir: Path | None) -> Tracking:

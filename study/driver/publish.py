@@ -8,14 +8,16 @@ from typing import Any
 import pandas as pd
 
 from study.analysis.paper import direction_agreement, load_paper_reference, magnitudes_comparable
-from study.analysis.ranking import Ranking, rank
+from study.analysis.ranking import METRIC_LABELS, Ranking, rank
 from study.analysis.report import write_report
 from study.analysis.scores import pairs_present
 from study.analysis.tables import format_headline, ordered, winner_sentence
 from study.config.study import StudyConfig
+from study.driver.commands import command
 from study.driver.layout import StudyLayout
 from study.driver.state import StudyState
 from study.errors import UserInputError
+from study.tracking.links import absolute_store_uri, hypotheses_link, model_version_link, ui_base
 from study.tracking.tags import CHAMPION_TAG, STUDY_NAME_TAG, WINNER_TAG
 from study.tracking.tracker import MlflowTracker
 
@@ -31,16 +33,92 @@ def _result_tables(ranking: Ranking) -> dict[str, pd.DataFrame]:
             "pareto": ranking.pareto, "factorial": ranking.factorial}
 
 
+# --- MLflow view of the results: parent runs, champion, links (tracking side of publish) -------
+CHAMPION_CRITERION = "overall rank"
+CI_TAG_PREFIX = "maskvae.ci."
+# The (view, region) pairs whose numbers go on the hypothesis runs as metrics: the headline and the
+# paper's protocol, about a dozen charts in MLflow's chart view; every pair is in the report's tables.
+PARENT_METRIC_PAIRS = (("decoder", "face"), ("composed", "full"))
+
+
+def _section(ranking: Ranking) -> str:
+    return f"{ranking.view} {ranking.region}"
+
+
+def headline_key(ranking: Ranking, metric: str) -> str:
+    """A parent run's metric name, e.g. `face/1-SSIM`: MLflow's chart view groups charts by the part
+    before the slash (one section per region) and the short label keeps each title readable."""
+    # MLflow metric names take letters, digits, "_-. /:" only: the middle dot of "10·l1" becomes a space.
+    return f"{_section(ranking)}/{METRIC_LABELS.get(metric, metric).replace('·', ' ')}"
+
+
+def rank_key(region: str, view: str) -> str:
+    return f"{view} {region}/rank"
+
+
 def parent_metrics(ranking: Ranking) -> dict[str, dict[str, float]]:
-    """hypothesis -> {test_<view>_<region>_<metric>[_ci_low|_ci_high], rank_<view>_<region>}."""
+    """hypothesis -> {<view> <region>/<metric>: mean, <view> <region>/rank}: the headline numbers, one
+    chart each in MLflow's chart view (the CI bounds go to tags, `parent_ci_tags`)."""
     out: dict[str, dict[str, float]] = {}
     for row in ranking.summary.itertuples(index=False):
-        base = f"test_{ranking.key}_{row.metric}"
-        values = out.setdefault(row.hypothesis, {})
-        values.update({base: row.mean, f"{base}_ci_low": row.ci_low, f"{base}_ci_high": row.ci_high})
+        out.setdefault(row.hypothesis, {})[headline_key(ranking, row.metric)] = row.mean
     for row in ranking.overall.itertuples(index=False):
-        out.setdefault(row.hypothesis, {})[f"rank_{ranking.key}"] = float(row.rank)
+        out.setdefault(row.hypothesis, {})[rank_key(ranking.region, ranking.view)] = float(row.rank)
     return out
+
+
+def parent_ci_tags(ranking: Ranking) -> dict[str, dict[str, str]]:
+    """hypothesis -> {maskvae.ci.<region>/<metric>: "low .. high (95%)"}: each mean's bootstrap CI, on
+    the run page and in Compare, without two more charts per metric."""
+    out: dict[str, dict[str, str]] = {}
+    level = f"{100 * (1 - ranking.alpha):.0f}%"
+    for row in ranking.summary.itertuples(index=False):
+        if math.isfinite(row.ci_low) and math.isfinite(row.ci_high):
+            out.setdefault(row.hypothesis, {})[f"{CI_TAG_PREFIX}{headline_key(ranking, row.metric)}"] = \
+                f"{row.ci_low:.4g} .. {row.ci_high:.4g} ({level})"
+    return out
+
+
+def parent_params(best: dict[str, Any], config: StudyConfig) -> dict[str, Any]:
+    """The tuned settings a hypothesis's final runs trained with, and the trial that chose them."""
+    return {"kl_weight": best["kl_weight"], "lr": best["lr"], "epochs": config.final.epochs or config.train.epochs,
+            "best_trial": best["trial_id"], "best_trial_objective": best.get("objective")}
+
+
+def _publish_to_mlflow(layout: StudyLayout, state: StudyState, config: StudyConfig, tracker: MlflowTracker,
+                       rankings: dict[str, Ranking], champion: str, report_path: Path) -> str | None:
+    """Parent runs get params, headline metrics and CI tags; the report run the report; the champion
+    its registered version. Returns the champion's version, when registered."""
+    for ranking in rankings.values():
+        if (ranking.view, ranking.region) not in PARENT_METRIC_PAIRS:
+            continue
+        cis = parent_ci_tags(ranking)
+        for hypothesis, metrics in parent_metrics(ranking).items():
+            tracker.log_values(state.parents.get(hypothesis), metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
+                               tags=cis.get(hypothesis))
+    for hypothesis, run_id in state.parents.items():
+        params = parent_params(state.best[hypothesis], config) if hypothesis in state.best else None
+        tracker.log_values(run_id, tags={CHAMPION_TAG: str(hypothesis == champion).lower()}, params=params)
+        tracker.end_run(run_id, "FINISHED")
+    view, region = config.final.champion.view, config.final.champion.region
+    basis = criterion_ranking(rankings, view, region)
+    report_run = tracker.report_run({STUDY_NAME_TAG: state.name})
+    tracker.log_artifacts(report_run, report_path)
+    tracker.log_artifacts(report_run, layout.figures_dir, "figures")
+    for ranking in rankings.values():
+        tracker.log_artifacts(report_run, layout.result_table("ranking", ranking.key), "tables")
+    tracker.log_values(report_run, tags={CHAMPION_TAG: champion, WINNER_TAG: winner_sentence(basis)})
+    tracker.end_run(report_run, "FINISHED")
+    if not (config.mlflow.register_champion and state.parents.get(champion)):
+        return None
+    if champion not in state.logged_models:
+        print(f"warning: champion {champion} has no logged model (its upload failed); not registered. "
+              f"`maskvae study sync-mlflow {layout.root}` retries")
+        return None
+    return tracker.register_champion(state.model_name or state.name, state.parents[champion], "model",
+                                     hypothesis=champion, study=state.name, view=basis.view, region=basis.region,
+                                     criterion=CHAMPION_CRITERION, detail=winner_sentence(basis))
+# --- end of the MLflow view ---------------------------------------------------------------------
 
 
 def write_study_report(layout: StudyLayout, state: StudyState, config: StudyConfig, manifest: Any,
@@ -99,47 +177,37 @@ def publish(layout: StudyLayout, state: StudyState, config: StudyConfig, manifes
             lpips_available: bool, *, quiet: bool = False) -> Path:
     """Write the report, then put test metrics, artifacts and the champion on MLflow."""
     report_path, rankings = write_study_report(layout, state, config, manifest, lpips_available)
-    for ranking in rankings.values():
-        for hypothesis, metrics in parent_metrics(ranking).items():
-            tracker.log_values(state.parents.get(hypothesis), metrics={k: v for k, v in metrics.items() if math.isfinite(v)})
     criterion = (config.final.champion.view, config.final.champion.region)
     champion = champion_of(rankings, *criterion)
-    for hypothesis, run_id in state.parents.items():
-        tracker.log_values(run_id, tags={CHAMPION_TAG: str(hypothesis == champion).lower()})
-        tracker.end_run(run_id, "FINISHED")
-    report_run = tracker.report_run({STUDY_NAME_TAG: state.name})
-    tracker.log_artifacts(report_run, report_path)
-    tracker.log_artifacts(report_run, layout.figures_dir, "figures")
-    tracker.log_values(report_run, tags={CHAMPION_TAG: champion, WINNER_TAG: winner_sentence(criterion_ranking(rankings, *criterion))})
-    tracker.end_run(report_run, "FINISHED")
-    version = None
-    if config.mlflow.register_champion and state.parents.get(champion):
-        if champion in state.logged_models:
-            version = tracker.register_model(state.name, state.parents[champion], "model")
-        else:
-            print(f"warning: champion {champion} has no logged model (its upload failed); not registered. "
-                  f"`maskvae study sync-mlflow {layout.root}` retries")
+    version = _publish_to_mlflow(layout, state, config, tracker, rankings, champion, report_path)
     if not quiet:
         print()
         print(format_headline(rankings))
         print(f"\nreport: {report_path}")
-        if version:
-            print(f"champion {champion} registered as models:/{state.name}@champion (version {version})")
-        print_next_steps(layout.root, state)
+        print_next_steps(layout.root, state, tracker, champion, version, criterion)
     return report_path
 
 
-def print_next_steps(out_dir: Path, state: StudyState) -> None:
-    uri = state.tracking_uri
-    print("\nCompare hypotheses in the MLflow UI (parent run per hypothesis, trials nested):")
-    if uri.startswith(("http://", "https://")):
-        print(f"  open {uri}")
-    else:
-        print(f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
-    print("Watch trials live in the Ray dashboard while a study runs:")
-    print(f"  {state.dashboard_url or 'http://127.0.0.1:8265'}  (local Ray stops with the study; for a persistent one:"
-          " `ray start --head --dashboard-host 127.0.0.1` and `maskvae study run --set ray.address=auto`)")
-    print(f"Regenerate the report: maskvae study report {out_dir}")
+def print_next_steps(out_dir: Path, state: StudyState, tracker: MlflowTracker | None = None,
+                     champion: str | None = None, version: str | None = None,
+                     criterion: tuple[str, str] = ("decoder", "face")) -> None:
+    """The commands and links that open this study's results, runnable as printed."""
+    uri = absolute_store_uri(state.tracking_uri)
+    ui = ui_base(uri)
+    model = state.model_name or state.name
+    print(f"\nMLflow: this study's runs are in experiment '{state.experiment}'.")
+    if not uri.startswith(("http://", "https://")):
+        print(f"  start the UI:  {command('mlflow')} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+    experiment_id = tracker.experiment_id_or_none() if tracker is not None else None
+    if experiment_id:
+        print("  compare the hypotheses (best rank first, one chart per test metric):")
+        print(f"    {hypotheses_link(ui, experiment_id, state.study_id, rank_key(criterion[1], criterion[0]))}")
+    if version and champion:
+        print(f"  champion {champion}: models:/{model}@champion (version {version}), "
+              f"{model_version_link(ui, model, version)}")
+    print("Ray dashboard: local Ray stops with the study; to keep one up, `ray start --head --dashboard-host "
+          "127.0.0.1` and run studies with `--set ray.address=auto`.")
+    print(f"Regenerate the report: {command('maskvae')} study report {out_dir}")
 
 
 def regenerate_report(directory: Path) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import signal
 import threading
 import uuid
@@ -12,6 +13,7 @@ import pandas as pd
 
 from study.config.study import StudyConfig
 from study.driver.collect import collect_final, write_trials
+from study.driver.commands import command
 from study.driver.layout import StudyLayout
 from study.driver.ledger import TrialLedger
 from study.driver.preflight import default_out_dir, ensure_dataset, package_versions, preflight
@@ -21,7 +23,9 @@ from study.errors import UserInputError
 from study.orchestration import cluster, experiments
 from study.search.selection import best_per_hypothesis, final_runs
 from study.search.trials import Listeners, TrialRecord
+from study.tracking.links import absolute_store_uri
 from study.tracking.listener import MlflowListener
+from study.tracking.naming import claim_names
 from study.tracking.replay import replay_records
 from study.tracking.tracker import MlflowTracker
 
@@ -40,12 +44,19 @@ def new_study(config: StudyConfig, out_dir: Path | None) -> tuple[StudyState, Pa
 
 def run_study(config: StudyConfig, out_dir: Path | None = None) -> Path:
     state, out_dir = new_study(config, out_dir)
+    port = cluster.dashboard_port(config.ray)  # a taken port is refused before anything is written
     checks = preflight(config, out_dir)
     state.data_path = ensure_dataset(config)
     state.storage_path = config.ray.storage_path or str(StudyLayout(out_dir).ray_storage.resolve())
-    state.tracking_uri = checks["tracking_uri"]
+    state.tracking_uri = absolute_store_uri(checks["tracking_uri"])
+    fresh = not out_dir.exists()
     state.save(out_dir)
-    return execute(state, config, out_dir, checks["lpips_available"])
+    try:
+        return execute(state, config, out_dir, checks["lpips_available"], dashboard_port=port)
+    except UserInputError:
+        if fresh and not any(state.parents.values()):  # refused before any run began: leave no half-made study
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
 
 
 def resume_study(out_dir: Path) -> Path:
@@ -54,25 +65,63 @@ def resume_study(out_dir: Path) -> Path:
     if state.phase == "done":
         print(f"study {state.name} ({out_dir}) is already complete; nothing to do. Report: {StudyLayout(out_dir).report}")
         return out_dir
+    port = cluster.dashboard_port(config.ray)
     checks = preflight(config, out_dir)
     ensure_dataset(config)
-    return execute(state, config, out_dir, checks["lpips_available"])
+    return execute(state, config, out_dir, checks["lpips_available"], dashboard_port=port)
 
 
-def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_available: bool) -> Path:
+def _start_ray(state: StudyState, config: StudyConfig, out_dir: Path, port: int | None) -> None:
+    """Ray, named after the study on the dashboard's Jobs page; prints where the dashboard is."""
+    folder = Path(out_dir).resolve().name
+    # The default folder, runs/<name>-<time>, already names the study.
+    job_name = f"maskvae {folder if folder.startswith(state.name) else f'{state.name} ({folder})'}"
+    started = cluster.start_ray(config.ray, port=port, job_name=job_name,
+                                metadata={"maskvae_study_id": state.study_id,
+                                          "maskvae_study_dir": str(Path(out_dir).resolve())},
+                                ray_command=command("ray"))
+    state.dashboard_url = started.dashboard_url or state.dashboard_url
+    if started.dashboard_url:
+        chosen = started.dashboard_url.rstrip("/").rsplit(":", 1)[-1]
+        moved = f" ({cluster.FIRST_DASHBOARD_PORT} was taken)" if config.ray.dashboard_port == "auto" \
+            and chosen != str(cluster.FIRST_DASHBOARD_PORT) else ""
+        hint = f"; {started.token_hint}" if started.token_hint else ""
+        print(f"Ray dashboard: {started.dashboard_url}{moved}{hint}")
+
+
+def _claim_mlflow_names(state: StudyState, config: StudyConfig) -> None:
+    """This study's own experiment and registered-model name (`study.tracking.naming`), once."""
+    if state.model_name:
+        return
+    if any(state.parents.values()):  # a study from before per-study names: it keeps its experiment
+        state.model_name = state.name
+        return
+    stamp = dt.datetime.fromisoformat(state.created).astimezone().strftime("%Y%m%d-%H%M%S")
+    try:
+        state.experiment, state.model_name = claim_names(state.tracking_uri, state.name, state.study_id, stamp,
+                                                         config.mlflow.experiment)
+    except Exception as error:  # tracking never stops a study: the tracker warns and sync-mlflow backfills
+        print(f"warning: MLflow: could not claim an experiment name ({error.__class__.__name__}); "
+              f"using '{state.experiment}'")
+
+
+def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_available: bool,
+            dashboard_port: int | None = None) -> Path:
     from data.manifest import load_manifest
 
     layout = StudyLayout(out_dir)
     manifest = load_manifest(state.data_path)
     hypotheses = [h.name for h in config.hypotheses()]
     # Ray first: the shared-storage check needs the cluster's nodes, and must fail before any run exists.
-    state.dashboard_url = cluster.start_ray(config.ray) or state.dashboard_url
+    _start_ray(state, config, out_dir, dashboard_port)
     _treat_sigterm_as_ctrl_c()  # after ray.init, which installs its own fatal-signal handlers
     try:
         _require_shared_storage(state, config)
     except UserInputError:
         cluster.stop_ray()
         raise
+    _claim_mlflow_names(state, config)
+    print(f"MLflow: runs go to experiment '{state.experiment}' in {state.tracking_uri}")
     tracker = MlflowTracker(state.tracking_uri, state.experiment, state.study_id,
                             artifact_location=config.mlflow.artifact_location)
     for hypothesis in hypotheses:
@@ -85,8 +134,6 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
     ledger = TrialLedger(layout.ledger_file, config.objective.metric)
     listener = Listeners(mlflow_listener, ledger,
                          ProgressPrinter(totals, config.objective.metric, config.objective.mode))
-    if state.dashboard_url:
-        print(f"Ray dashboard: {state.dashboard_url}")
     try:
         if state.phase == "tune":
             print(f"tuning {len(hypotheses)} hypotheses x {config.search.trials_per_hypothesis} trials "

@@ -29,6 +29,8 @@ class StudyState:
     best: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     dashboard_url: str | None = None
+    # The registered model's name, claimed with the experiment's (study.tracking.naming); "" until then.
+    model_name: str = ""
     # Hypotheses whose representative model reached their MLflow run: only these can be registered.
     logged_models: list[str] = field(default_factory=list)
 

@@ -20,7 +20,7 @@ from study.config.study import StudyConfig
 from study.orchestration.adapters import HypothesisSearcher, PerHypothesisScheduler
 from study.orchestration.callbacks import CheckpointPruner, ListenerCallback, flat_config, record_of
 from study.orchestration.cluster import default_concurrency
-from study.orchestration.trainables import final_trial, tune_trial
+from study.orchestration.trainables import final_trial, trial_actor_class, tune_trial
 from study.search.optuna_search import HypothesisSearch
 from study.search.trials import TrialListener, TrialRecord
 
@@ -52,6 +52,14 @@ def _callbacks(name: str, listener: TrialListener, storage_path: str) -> list[Ca
     return [ListenerCallback(name, listener, storage_path), CheckpointPruner(storage_path, KEEP_CHECKPOINTS)]
 
 
+def _trainable(config: StudyConfig, phase: str, trial_fn, data_path: str, replacement=None) -> type:
+    """The phase's trial function, with the study's parameters and resources, as the named actor
+    class the dashboard shows (`trial_actor_class`)."""
+    function = replacement or tune.with_parameters(trial_fn, study_json=config.model_dump_json(), data_path=data_path)
+    # Resources go on the function: `with_resources` on a class would rename it `ResourceTrainable`.
+    return trial_actor_class(tune.with_resources(function, _resources(config)), phase, config.ray.reuse_actors)
+
+
 def _run_config(config: StudyConfig, storage_path: str, name: str, callbacks: list[Callback]) -> tune.RunConfig:
     # No `num_to_keep`: Ray would force an experiment snapshot (every trial and the searcher) about
     # once per trial; CheckpointPruner keeps the newest checkpoints instead (see there).
@@ -66,9 +74,7 @@ def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listene
                  trainable: Callable[[dict[str, Any]], None] | None = None) -> tune.Tuner:
     """The tuning phase's Tuner. `trainable` replaces the trainer (the orchestration benchmark's trivial
     trial); by default each trial is `tune_trial` on this study's dataset."""
-    if trainable is None:
-        trainable = tune.with_parameters(tune_trial, study_json=config.model_dump_json(), data_path=data_path)
-    trainable = tune.with_resources(trainable, _resources(config))
+    trainable = _trainable(config, TUNE_EXPERIMENT, tune_trial, data_path, trainable)
     metric, mode = config.objective.metric, config.objective.mode
     searcher = HypothesisSearcher(HypothesisSearch.from_config(config), metric, mode, config.objective.secondary_metric)
     if config.scheduler.kind == "asha":
@@ -80,7 +86,7 @@ def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listene
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=config.total_trials, metric=metric, mode=mode,
-            reuse_actors=True, max_concurrent_trials=default_concurrency(config),
+            reuse_actors=config.ray.reuse_actors, max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
         run_config=_run_config(config, storage_path, TUNE_EXPERIMENT, _callbacks(TUNE_EXPERIMENT, listener, storage_path)),
@@ -89,14 +95,11 @@ def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listene
 
 def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str, storage_path: str,
                 listener: TrialListener) -> tune.Tuner:
-    trainable = tune.with_resources(
-        tune.with_parameters(final_trial, study_json=config.model_dump_json(), data_path=data_path), _resources(config)
-    )
     return tune.Tuner(
-        trainable,
+        _trainable(config, FINAL_EXPERIMENT, final_trial, data_path),
         param_space={"run": tune.grid_search(runs)},
         tune_config=tune.TuneConfig(
-            reuse_actors=True, max_concurrent_trials=default_concurrency(config),
+            reuse_actors=config.ray.reuse_actors, max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
         run_config=_run_config(config, storage_path, FINAL_EXPERIMENT, _callbacks(FINAL_EXPERIMENT, listener, storage_path)),
@@ -123,10 +126,7 @@ def can_restore(storage_path: str, name: str) -> bool:
 
 
 def restore_tuner(config: StudyConfig, storage_path: str, name: str, data_path: str, listener: TrialListener) -> tune.Tuner:
-    trial_fn = tune_trial if name == TUNE_EXPERIMENT else final_trial
-    trainable = tune.with_resources(
-        tune.with_parameters(trial_fn, study_json=config.model_dump_json(), data_path=data_path), _resources(config)
-    )
+    trainable = _trainable(config, name, tune_trial if name == TUNE_EXPERIMENT else final_trial, data_path)
     tuner = tune.Tuner.restore(experiment_path(storage_path, name), trainable, resume_unfinished=True,
                                resume_errored=True)
     reattach_callbacks(tuner, _callbacks(name, listener, storage_path))

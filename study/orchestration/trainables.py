@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,10 @@ def _report_to_tune(metrics: dict[str, float], checkpoint_dir: Path | None) -> N
                 handlers={"corrupt_and_exit": _corrupt_latest_persisted_checkpoint})
 
 
-# Dashboard view of trials: Tune reuses one actor for many trials, so actor and task names say
-# "tune_trial"/"final_trial"; these per-trial gauges (Ray exports them as ray_maskvae_trial_* on
-# every node's metrics endpoint, and the dashboard's Grafana panels) carry the hypothesis and the
-# trial name instead, and each trial's first report names it in its actor's log.
+# Dashboard view of trials: each trial runs in its own actor (see `trial_actor_class`), and these
+# per-trial gauges (Ray exports them as ray_maskvae_trial_* on every node's metrics endpoint, which
+# Prometheus scrapes and the dashboard's Grafana panels show) carry the hypothesis and the trial
+# name; each trial's first report also names it in its actor's log.
 _TRIAL_GAUGE_SPECS = {
     "images_per_s": ("maskvae_trial_images_per_second", "Training throughput of the trial's last epoch (images/s)."),
     "epoch": ("maskvae_trial_epoch", "Epochs the trial has finished."),
@@ -75,8 +76,10 @@ def _export_trial_metrics(metrics: dict[str, float]) -> None:
         return
     if tags["trial"] not in _announced_trials:
         _announced_trials.add(tags["trial"])
-        print(f"maskvae {tags['phase']} trial {tags['trial']} (hypothesis {tags['hypothesis']}) on node {node_id()}",
-              flush=True)
+        line = f"maskvae {tags['phase']} trial {tags['trial']} (hypothesis {tags['hypothesis']}) on node {node_id()}"
+        # stderr is the log tab the dashboard opens by default; stdout keeps `ray logs` users covered.
+        print(line, flush=True)
+        print(line, file=sys.stderr, flush=True)
     try:
         for key, (name, description) in _TRIAL_GAUGE_SPECS.items():
             value = finite_or_none(metrics.get(key))
@@ -176,3 +179,24 @@ def final_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str
                "maskvae-final-", study.objective.metric)
 
 
+
+
+ACTOR_CLASS_NAMES = {"tune": "TuneTrial", "final": "FinalRun"}
+
+
+def trial_actor_class(trainable, phase: str, reused: bool) -> type:
+    """A function trainable as the class Tune runs in its actors, named for the dashboard's Actors
+    page: class `TuneTrial`/`FinalRun`, and a repr (the page's Repr column, which Ray reads once,
+    when the actor starts) naming the trial, e.g. `tune ssim+l2/mask#1:5c1d2_00003`. An actor that
+    Tune reuses for later trials would keep the first trial's name, so its repr says only the phase."""
+    from ray.tune.trainable import wrap_function
+
+    base = wrap_function(trainable)
+
+    def __repr__(self) -> str:
+        info = getattr(self, "_trial_info", None)
+        if reused or info is None or not info.trial_name:
+            return f"{phase} trials (reused actor; each trial's name is in its log)"
+        return f"{phase} {info.trial_name}"
+
+    return type(ACTOR_CLASS_NAMES.get(phase, "Trial"), (base,), {"__repr__": __repr__, "__module__": __name__})

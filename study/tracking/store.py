@@ -9,6 +9,8 @@ filesystem: a store shared between machines belongs on a server (the cluster con
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -56,12 +58,31 @@ class TrackingUnavailableError(UserInputError):
         super().__init__([f"mlflow.tracking_uri: {uri}: {reason}"], title="MLflow tracking server unreachable")
 
 
+# MLflow logs its schema setup at INFO on every new store ("Creating initial MLflow database
+# tables...", alembic's migration steps); preflight prints one line of its own instead.
+_DB_SETUP_LOGGERS = ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration")
+
+
+def _quiet_db_setup() -> None:
+    for name in _DB_SETUP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def client_for(uri: str | None):
     from mlflow import MlflowClient
 
     if resolved_tracking_uri(uri).startswith("sqlite:"):
         _tune_sqlite_connections()
+        _quiet_db_setup()
     return MlflowClient(tracking_uri=uri)
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (None for other stores and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri.endswith(":memory:"):
+        return None
+    return Path(uri[len(prefix):].split("?", 1)[0])
 
 
 def resolved_tracking_uri(uri: str | None) -> str:
@@ -97,10 +118,15 @@ def preflight(uri: str | None, timeout: float = 10.0) -> str:
     # MLflow's own HTTP retries would outlast the preflight budget.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(timeout))))
+    database = sqlite_file(resolved)
     try:
-        _call_with_timeout(lambda: client_for(resolved).search_experiments(max_results=1), timeout)
+        with _first_use_lock(database):
+            new_store = database is not None and not database.exists()
+            _call_with_timeout(lambda: client_for(resolved).search_experiments(max_results=1), timeout)
     except Exception as error:  # any failure here means "cannot track": say which and stop
         raise TrackingUnavailableError(resolved, f"{error.__class__.__name__}: {first_line(error)[:300]}") from None
+    if new_store:
+        print(f"MLflow: new tracking store {database.resolve()}")
     return resolved
 
 
@@ -120,6 +146,29 @@ def artifact_probe_uri(root: str) -> str:
 
     parsed = urlparse(endpoint)
     return f"{root}?endpoint_override={parsed.netloc}&scheme={parsed.scheme or 'https'}"
+
+
+@contextlib.contextmanager
+def _first_use_lock(database: Path | None):
+    """Two studies starting on a new SQLite store would both create MLflow's tables, and the second
+    fails ("table ... already exists"): the first contact is serialised per database file, with a
+    lock in the temp directory (released by the OS if the process dies)."""
+    if database is None:
+        yield
+        return
+    import fcntl
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha1(str(database.resolve()).encode()).hexdigest()[:16]
+    try:
+        handle = open(Path(tempfile.gettempdir()) / f"maskvae-mlflow-{key}.lock", "a")
+    except OSError:  # another user's lock file: go on unlocked
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def download_model(uri: str, tracking_uri: str | None = None) -> Path:

@@ -72,6 +72,10 @@ class MlflowTracker:
                 self._experiment_id = found.experiment_id
         return self._experiment_id
 
+    def experiment_id_or_none(self) -> str | None:
+        """The experiment's id, or None when the store cannot be reached (for printing links)."""
+        return self._safe("finding the experiment", lambda: self.experiment_id)
+
     def _find_run(self, tags: dict[str, str]):
         clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=2)
@@ -206,22 +210,43 @@ class MlflowTracker:
 
         return self._safe("closing open runs", work, 0) or 0
 
-    def register_model(self, name: str, run_id: str, artifact_path: str, alias: str = "champion") -> str | None:
+    def register_champion(self, name: str, run_id: str, artifact_path: str, *, hypothesis: str, study: str,
+                          view: str = "decoder", region: str = "face", criterion: str = "overall rank",
+                          detail: str = "", alias: str = "champion") -> str | None:
+        """Register the winning hypothesis's model as `name@alias`, its version saying what won, on
+        which view, region and criterion (`detail`: the ranking's own sentence), and for which study."""
+        description = (f"Champion of maskvae study {study} (id {self.study_id}, MLflow experiment "
+                       f"{self.experiment_name}): {hypothesis} ranks first on the {view} view, {region} region, "
+                       f"by {criterion}." + (f" {detail.rstrip('.')}." if detail else "")
+                       + " The study's REPORT.md is on its `report` run.")
+        tags = {STUDY_TAG: self.study_id, HYPOTHESIS_TAG: hypothesis, "maskvae.view": view, "maskvae.region": region,
+                "maskvae.criterion": criterion}
+        return self.register_model(name, run_id, artifact_path, alias, description=description, tags=tags)
+
+    def register_model(self, name: str, run_id: str, artifact_path: str, alias: str = "champion", *,
+                       description: str | None = None, tags: dict[str, str] | None = None) -> str | None:
         def work() -> str:
             from mlflow.exceptions import MlflowException
 
             try:
-                self.client.create_registered_model(name, tags={STUDY_TAG: self.study_id})
+                self.client.create_registered_model(
+                    name, tags={STUDY_TAG: self.study_id},
+                    description=f"Models of maskvae study {name}; `@{alias}` is the study's winning hypothesis.")
             except MlflowException as error:
                 if "already exists" not in str(error).lower() and "RESOURCE_ALREADY_EXISTS" not in str(error):
                     raise
+            version_tags = {STUDY_TAG: self.study_id, **(tags or {})}
             for existing in self.client.search_model_versions(f"name = '{name}'"):
                 if existing.run_id == run_id:  # re-publishing (sync, resume) must not add versions
+                    if description:
+                        self.client.update_model_version(name, existing.version, description=description)
+                    for key, value in version_tags.items():
+                        self.client.set_model_version_tag(name, existing.version, key, value)
                     self.client.set_registered_model_alias(name, alias, existing.version)
                     return str(existing.version)
             source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-            version = self.client.create_model_version(name, source=source, run_id=run_id,
-                                                       tags={STUDY_TAG: self.study_id})
+            version = self.client.create_model_version(name, source=source, run_id=run_id, tags=version_tags,
+                                                       description=description)
             self.client.set_registered_model_alias(name, alias, version.version)
             return str(version.version)
 

@@ -1,0 +1,45 @@
+"""Links into the MLflow UI (MLflow 3's URL state: the runs tab reads `searchFilter`, `orderByKey`,
+`orderByAsc` and `compareRunsMode` from the query string of its hash route).
+
+MLflow 3.17 decides what an experiment opens on from its sidebar's GenAI / Model training switch
+(kept in the browser, GenAI at first) rather than from the experiment's `mlflow.experimentKind` tag;
+`workflowType=machine_learning` in a link turns the switch to Model training, so the link opens the
+runs, and the sidebar shows Models and the Model registry."""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from study.tracking.tags import ROLE_TAG, STUDY_TAG
+
+LOCAL_UI = "http://127.0.0.1:5000"
+MODEL_TRAINING = "machine_learning"
+
+
+def hypotheses_filter(study_id: str) -> str:
+    """The runs-search filter for one study's hypothesis (parent) runs."""
+    return f"tags.`{ROLE_TAG}` = 'hypothesis' and tags.`{STUDY_TAG}` = '{study_id}'"
+
+
+def hypotheses_link(ui_url: str, experiment_id: str, study_id: str, order_metric: str, mode: str = "CHART") -> str:
+    """This study's hypothesis runs, best rank first, in chart view (`mode="TABLE"` for the table)."""
+    query = {"searchFilter": hypotheses_filter(study_id), "orderByKey": f"metrics.`{order_metric}`",
+             "orderByAsc": "true", "compareRunsMode": mode, "workflowType": MODEL_TRAINING}
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
+
+
+def model_version_link(ui_url: str, name: str, version: str) -> str:
+    return f"{ui_url.rstrip('/')}/#/models/{quote(name)}/versions/{version}?workflowType={MODEL_TRAINING}"
+
+
+def ui_base(tracking_uri: str) -> str:
+    """Where the UI for `tracking_uri` answers: the server itself, or a local `mlflow ui`."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
+
+
+def absolute_store_uri(tracking_uri: str) -> str:
+    """A SQLite URI that works from any directory (MLflow's default `sqlite:///mlflow.db` is relative)."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and not tracking_uri.startswith(prefix + "/"):
+        return prefix + str(Path(tracking_uri[len(prefix):]).resolve())
+    return tracking_uri
