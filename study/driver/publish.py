@@ -15,7 +15,8 @@ from study.driver.commands import command
 from study.driver.layout import StudyLayout
 from study.driver.state import StudyState
 from study.errors import UserInputError
-from study.tracking.links import absolute_store_uri, hypotheses_link, model_version_link, ui_base
+from study.tracking.links import (absolute_store_uri, column, hypotheses_link, hypotheses_view, model_version_link,
+                                  ui_base)
 from study.tracking.tags import CHAMPION_TAG, STUDY_NAME_TAG, WINNER_TAG
 from study.tracking.tracker import MlflowTracker
 from study.training.evaluation import REGIONS
@@ -100,6 +101,7 @@ def _publish_to_mlflow(layout: StudyLayout, state: StudyState, config: StudyConf
         tracker.log_artifacts(report_run, layout.ranking_csv(region), "tables")
     tracker.log_values(report_run, tags={CHAMPION_TAG: champion, WINNER_TAG: winner_sentence(basis)})
     tracker.end_run(report_run, "FINISHED")
+    _share_hypotheses_view(state, tracker, rankings)
     if not (config.mlflow.register_champion and state.parents.get(champion)):
         return None
     if champion not in state.logged_models:
@@ -109,6 +111,18 @@ def _publish_to_mlflow(layout: StudyLayout, state: StudyState, config: StudyConf
     return tracker.register_champion(state.model_name or state.name, state.parents[champion], "model",
                                      hypothesis=champion, study=state.name, view=CHAMPION_VIEW, region=CHAMPION_REGION,
                                      criterion=CHAMPION_CRITERION, detail=winner_sentence(basis))
+
+
+def _share_hypotheses_view(state: StudyState, tracker: MlflowTracker, rankings: dict[str, Ranking]) -> None:
+    """The runs table of the printed link: ranks, tuned params, then the champion region's metrics."""
+    basis = rankings.get(CHAMPION_REGION) or next(iter(rankings.values()))
+    columns = [column("metrics", rank_key(r.region, getattr(r, "view", None))) for r in rankings.values()]
+    columns += [column("params", p) for p in ("kl_weight", "lr", "epochs", "best_trial")]
+    measured = set(basis.summary.loc[basis.summary["mean"].map(math.isfinite), "metric"])
+    columns += [column("metrics", headline_key(basis, metric)) for metric in basis.metrics if metric in measured]
+    key, view = hypotheses_view(state.study_id, rank_key(CHAMPION_REGION), columns)
+    if tracker.share_view(key, view):
+        state.hypotheses_view = key
 # --- end of the MLflow view ---------------------------------------------------------------------
 
 
@@ -170,13 +184,15 @@ def print_next_steps(out_dir: Path, state: StudyState, tracker: MlflowTracker | 
         print(f"  start the UI:  {command('mlflow')} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
     experiment_id = tracker.experiment_id_or_none() if tracker is not None else None
     if experiment_id:
-        print("  compare the hypotheses (best rank first, one chart per test metric):")
-        print(f"    {hypotheses_link(ui, experiment_id, state.study_id, rank_key(CHAMPION_REGION))}")
+        print("  compare the hypotheses (best rank first, one chart per test metric; the table icon lists their params):")
+        link = hypotheses_link(ui, experiment_id, state.study_id, rank_key(CHAMPION_REGION),
+                               view_key=state.hypotheses_view or None)
+        print(f"    {link}")
     if version and champion:
         print(f"  champion {champion}: models:/{model}@champion (version {version}), "
               f"{model_version_link(ui, model, version)}")
-    print("Ray dashboard: local Ray stops with the study; to keep one up, `ray start --head --dashboard-host "
-          "127.0.0.1` and run studies with `--set ray.address=auto`.")
+    print(f"Ray dashboard: local Ray stops with the study; to keep one up, `{command('ray')} start --head "
+          "--dashboard-host 127.0.0.1` and run studies with `--set ray.address=auto`.")
     print(f"Regenerate the report: {command('maskvae')} study report {out_dir}")
 
 
