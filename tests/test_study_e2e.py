@@ -103,6 +103,10 @@ def test_hypothesis_runs_carry_the_tuned_params_and_a_dozen_headline_metrics(fin
         assert 12 <= len(metrics) <= 14 and not any("ci" in key.lower() for key in metrics)
         assert all(key.split("/")[0] in ("full", "face") for key in metrics)
         assert {metrics["full/rank"], metrics["face/rank"]} <= set(range(1, len(HYPOTHESES) + 1))
+    # The printed link's saved view: this study's hypothesis runs, by rank, with params and metrics as columns.
+    view = json.loads(experiment.tags[f"mlflow.sharedViewState.{state['hypotheses_view']}"])
+    assert len(client.search_runs([experiment.experiment_id], view["searchFilter"])) == len(HYPOTHESES)
+    assert view["orderByKey"] == "metrics.`full/rank`" and "params.`lr`" in view["selectedColumns"]
 
 
 def test_the_champion_version_says_what_won_and_where(finished_study):
