@@ -99,10 +99,16 @@ def test_hypothesis_runs_carry_the_tuned_params_and_a_dozen_headline_metrics(fin
         assert float(params["kl_weight"]) == pytest.approx(best["kl_weight"]) and float(params["lr"]) == pytest.approx(best["lr"])
         assert params["best_trial"] == best["trial_id"] and params["epochs"] == "2"
         metrics = parent.data.metrics
-        # At most six metrics (LPIPS needs its weights) and a rank per region: CI bounds are tags, not charts.
+        # Six metrics (five without LPIPS weights) and a rank for the headline (decoder face) and the
+        # paper's protocol (composed full): about a dozen charts; CI bounds are tags, not charts.
         assert 12 <= len(metrics) <= 14 and not any("ci" in key.lower() for key in metrics)
-        assert all(key.split("/")[0] in ("full", "face") for key in metrics)
-        assert {metrics["full/rank"], metrics["face/rank"]} <= set(range(1, len(HYPOTHESES) + 1))
+        assert all(key.split("/")[0] in ("decoder face", "composed full") for key in metrics)
+        ranks = {metrics["decoder face/rank"], metrics["composed full/rank"]}
+        assert ranks <= {float(r) for r in range(1, len(HYPOTHESES) + 1)}
+    # The printed link's saved view: this study's hypothesis runs, by rank, with params and metrics as columns.
+    view = json.loads(experiment.tags[f"mlflow.sharedViewState.{state['hypotheses_view']}"])
+    assert len(client.search_runs([experiment.experiment_id], view["searchFilter"])) == len(HYPOTHESES)
+    assert view["orderByKey"] == "metrics.`decoder face/rank`" and "params.`lr`" in view["selectedColumns"]
 
 
 def test_the_champion_version_says_what_won_and_where(finished_study):
@@ -111,7 +117,8 @@ def test_the_champion_version_says_what_won_and_where(finished_study):
     state = json.loads((out / "study.json").read_text())
     version = client.get_model_version_by_alias(state["model_name"], "champion")
     champion = version.tags["maskvae.hypothesis"]
-    ranking = pd.read_csv(out / "results" / f"ranking_{version.tags['maskvae.region']}.csv")
+    ranking = pd.read_csv(out / "results" / f"ranking_{version.tags['maskvae.view']}_{version.tags['maskvae.region']}.csv")
+    assert (version.tags["maskvae.view"], version.tags["maskvae.region"]) == ("decoder", "face")  # the default criterion
     assert champion in set(ranking["hypothesis"])
     assert version.tags["maskvae.study_id"] == state["study_id"]
     description = version.description

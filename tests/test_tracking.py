@@ -167,3 +167,17 @@ def test_the_printed_link_opens_this_studys_hypotheses_ranked_in_chart_view():
     assert values["searchFilter"] == "tags.`maskvae.role` = 'hypothesis' and tags.`maskvae.study_id` = 'abc123'"
     assert values["orderByKey"] == "metrics.`face/rank`" and values["orderByAsc"] == "true"
     assert values["compareRunsMode"] == "CHART" and values["workflowType"] == "machine_learning"
+
+
+def test_the_link_to_a_saved_view_carries_no_search_settings_of_its_own():
+    import json
+    from urllib.parse import parse_qs, urlsplit
+
+    from study.tracking.links import hypotheses_link, hypotheses_view
+
+    key, state = hypotheses_view("abc123", "full/rank", ["params.`lr`"])
+    assert json.loads(state)["selectedColumns"] == ["params.`lr`"] and json.loads(state)["orderByAsc"] is True
+    query = parse_qs(urlsplit(hypotheses_link("http://h:5000", "7", "abc123", "full/rank", view_key=key)).fragment
+                     .partition("?")[2])
+    # MLflow ignores a shared view when the URL has its own filter or order.
+    assert set(query) == {"viewStateShareKey", "compareRunsMode", "workflowType"} and query["viewStateShareKey"] == [key]

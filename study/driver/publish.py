@@ -17,7 +17,8 @@ from study.driver.commands import command
 from study.driver.layout import StudyLayout
 from study.driver.state import StudyState
 from study.errors import UserInputError
-from study.tracking.links import absolute_store_uri, hypotheses_link, model_version_link, ui_base
+from study.tracking.links import (absolute_store_uri, column, hypotheses_link, hypotheses_view, model_version_link,
+                                  ui_base)
 from study.tracking.tags import CHAMPION_TAG, STUDY_NAME_TAG, WINNER_TAG
 from study.tracking.tracker import MlflowTracker
 
@@ -86,11 +87,13 @@ def parent_params(best: dict[str, Any], config: StudyConfig) -> dict[str, Any]:
 
 
 def _publish_to_mlflow(layout: StudyLayout, state: StudyState, config: StudyConfig, tracker: MlflowTracker,
-                       rankings: dict[str, Ranking], champion: str, report_path: Path) -> str | None:
+                       rankings: dict[tuple[str, str], Ranking], champion: str, report_path: Path) -> str | None:
     """Parent runs get params, headline metrics and CI tags; the report run the report; the champion
     its registered version. Returns the champion's version, when registered."""
+    view, region = config.final.champion.view, config.final.champion.region
+    basis = criterion_ranking(rankings, view, region)
     for ranking in rankings.values():
-        if (ranking.view, ranking.region) not in PARENT_METRIC_PAIRS:
+        if ranking is not basis and (ranking.view, ranking.region) not in PARENT_METRIC_PAIRS:
             continue
         cis = parent_ci_tags(ranking)
         for hypothesis, metrics in parent_metrics(ranking).items():
@@ -100,8 +103,6 @@ def _publish_to_mlflow(layout: StudyLayout, state: StudyState, config: StudyConf
         params = parent_params(state.best[hypothesis], config) if hypothesis in state.best else None
         tracker.log_values(run_id, tags={CHAMPION_TAG: str(hypothesis == champion).lower()}, params=params)
         tracker.end_run(run_id, "FINISHED")
-    view, region = config.final.champion.view, config.final.champion.region
-    basis = criterion_ranking(rankings, view, region)
     report_run = tracker.report_run({STUDY_NAME_TAG: state.name})
     tracker.log_artifacts(report_run, report_path)
     tracker.log_artifacts(report_run, layout.figures_dir, "figures")
@@ -109,6 +110,7 @@ def _publish_to_mlflow(layout: StudyLayout, state: StudyState, config: StudyConf
         tracker.log_artifacts(report_run, layout.result_table("ranking", ranking.key), "tables")
     tracker.log_values(report_run, tags={CHAMPION_TAG: champion, WINNER_TAG: winner_sentence(basis)})
     tracker.end_run(report_run, "FINISHED")
+    _share_hypotheses_view(state, tracker, rankings, basis)
     if not (config.mlflow.register_champion and state.parents.get(champion)):
         return None
     if champion not in state.logged_models:
@@ -118,6 +120,19 @@ def _publish_to_mlflow(layout: StudyLayout, state: StudyState, config: StudyConf
     return tracker.register_champion(state.model_name or state.name, state.parents[champion], "model",
                                      hypothesis=champion, study=state.name, view=basis.view, region=basis.region,
                                      criterion=CHAMPION_CRITERION, detail=winner_sentence(basis))
+
+
+def _share_hypotheses_view(state: StudyState, tracker: MlflowTracker, rankings: dict[str, Ranking],
+                           basis: Ranking) -> None:
+    """The runs table of the printed link: ranks, tuned params, then the champion criterion's metrics."""
+    columns = [column("metrics", rank_key(r.region, r.view)) for r in rankings.values()
+               if r is basis or (r.view, r.region) in PARENT_METRIC_PAIRS]
+    columns += [column("params", p) for p in ("kl_weight", "lr", "epochs", "best_trial")]
+    measured = set(basis.summary.loc[basis.summary["mean"].map(math.isfinite), "metric"])
+    columns += [column("metrics", headline_key(basis, metric)) for metric in basis.metrics if metric in measured]
+    key, view = hypotheses_view(state.study_id, rank_key(basis.region, basis.view), columns)
+    if tracker.share_view(key, view):
+        state.hypotheses_view = key
 # --- end of the MLflow view ---------------------------------------------------------------------
 
 
@@ -200,13 +215,15 @@ def print_next_steps(out_dir: Path, state: StudyState, tracker: MlflowTracker | 
         print(f"  start the UI:  {command('mlflow')} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
     experiment_id = tracker.experiment_id_or_none() if tracker is not None else None
     if experiment_id:
-        print("  compare the hypotheses (best rank first, one chart per test metric):")
-        print(f"    {hypotheses_link(ui, experiment_id, state.study_id, rank_key(criterion[1], criterion[0]))}")
+        print("  compare the hypotheses (best rank first, one chart per test metric; the table icon lists their params):")
+        link = hypotheses_link(ui, experiment_id, state.study_id, rank_key(criterion[1], criterion[0]),
+                               view_key=state.hypotheses_view or None)
+        print(f"    {link}")
     if version and champion:
         print(f"  champion {champion}: models:/{model}@champion (version {version}), "
               f"{model_version_link(ui, model, version)}")
-    print("Ray dashboard: local Ray stops with the study; to keep one up, `ray start --head --dashboard-host "
-          "127.0.0.1` and run studies with `--set ray.address=auto`.")
+    print(f"Ray dashboard: local Ray stops with the study; to keep one up, `{command('ray')} start --head "
+          "--dashboard-host 127.0.0.1` and run studies with `--set ray.address=auto`.")
     print(f"Regenerate the report: {command('maskvae')} study report {out_dir}")
 
 

@@ -31,6 +31,8 @@ class StudyState:
     dashboard_url: str | None = None
     # The registered model's name, claimed with the experiment's (study.tracking.naming); "" until then.
     model_name: str = ""
+    # The share key of the MLflow runs view the printed link opens (study.tracking.links); "" if none.
+    hypotheses_view: str = ""
     # Hypotheses whose representative model reached their MLflow run: only these can be registered.
     logged_models: list[str] = field(default_factory=list)
 

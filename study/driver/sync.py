@@ -44,6 +44,7 @@ def sync_mlflow(directory: Path) -> int:
                     state.logged_models.append(hypothesis)
             state.save(Path(directory))
         publish(layout, state, config, manifest, tracker, lpips_available() and config.final.lpips != "off", quiet=True)
+        state.save(Path(directory))  # publish records the shared MLflow view it wrote
     print(f"synced {replayed} trials of study {state.name} to {tracker.uri} (experiment {state.experiment})"
           + (" with warnings" if tracker.degraded else ""))
     return replayed

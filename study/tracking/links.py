@@ -7,6 +7,7 @@ MLflow 3.17 decides what an experiment opens on from its sidebar's GenAI / Model
 runs, and the sidebar shows Models and the Model registry."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -14,6 +15,7 @@ from study.tracking.tags import ROLE_TAG, STUDY_TAG
 
 LOCAL_UI = "http://127.0.0.1:5000"
 MODEL_TRAINING = "machine_learning"
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
 
 
 def hypotheses_filter(study_id: str) -> str:
@@ -21,10 +23,31 @@ def hypotheses_filter(study_id: str) -> str:
     return f"tags.`{ROLE_TAG}` = 'hypothesis' and tags.`{STUDY_TAG}` = '{study_id}'"
 
 
-def hypotheses_link(ui_url: str, experiment_id: str, study_id: str, order_metric: str, mode: str = "CHART") -> str:
-    """This study's hypothesis runs, best rank first, in chart view (`mode="TABLE"` for the table)."""
-    query = {"searchFilter": hypotheses_filter(study_id), "orderByKey": f"metrics.`{order_metric}`",
-             "orderByAsc": "true", "compareRunsMode": mode, "workflowType": MODEL_TRAINING}
+def column(kind: str, key: str) -> str:
+    """A runs-table column as MLflow's UI names it: `params.`lr``, `metrics.`full/rank``."""
+    return f"{kind}.`{key}`"
+
+
+def hypotheses_view(study_id: str, order_metric: str, columns: list[str]) -> tuple[str, str]:
+    """(share key, view state) of this study's hypothesis runs, best rank first, with `columns` in
+    the runs table. Stored as the experiment tag `mlflow.sharedViewState.<key>` (what the UI's Share
+    button writes; plain JSON is one of the forms it reads), it is opened by `?viewStateShareKey=`."""
+    state = {"searchFilter": hypotheses_filter(study_id), "orderByKey": column("metrics", order_metric),
+             "orderByAsc": True, "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL"}
+    return f"maskvae-{study_id}-hypotheses", json.dumps(state)
+
+
+def hypotheses_link(ui_url: str, experiment_id: str, study_id: str, order_metric: str, mode: str = "CHART",
+                    view_key: str | None = None) -> str:
+    """This study's hypothesis runs, best rank first, in chart view (`mode="TABLE"` for the table).
+    With `view_key` (a shared view from `hypotheses_view`) the table also shows its columns; the
+    UI ignores a shared view when the link carries search settings of its own, so it carries none."""
+    if view_key:
+        query = {"viewStateShareKey": view_key}
+    else:
+        query = {"searchFilter": hypotheses_filter(study_id), "orderByKey": column("metrics", order_metric),
+                 "orderByAsc": "true"}
+    query.update({"compareRunsMode": mode, "workflowType": MODEL_TRAINING})
     return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
 
 

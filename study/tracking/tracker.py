@@ -76,6 +76,13 @@ class MlflowTracker:
         """The experiment's id, or None when the store cannot be reached (for printing links)."""
         return self._safe("finding the experiment", lambda: self.experiment_id)
 
+    def share_view(self, key: str, state: str) -> bool:
+        """Store a runs view under `key` (see `links.hypotheses_view`); True when stored."""
+        from study.tracking.links import SHARED_VIEW_TAG
+
+        return bool(self._safe("saving the hypotheses view", lambda: self.client.set_experiment_tag(
+            self.experiment_id, f"{SHARED_VIEW_TAG}{key}", state) or True, False))
+
     def _find_run(self, tags: dict[str, str]):
         clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs([self.experiment_id], filter_string=clauses, max_results=2)
