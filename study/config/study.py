@@ -100,6 +100,10 @@ class ResourceConfig(StrictModel):
     gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; fractions pack several trials on one GPU.")
     max_concurrent_trials: int | None = Field(None, ge=1, description="Cap on trials running at once (null: as resources allow).")
     max_failures: int = Field(2, ge=0, description="Retries of a trial after a crash, resuming from its last checkpoint.")
+    reuse_actors: bool | None = Field(
+        None, description="Run a hypothesis's next trial in the previous trial's actor (null: on local Ray only). On a "
+        "cluster shared with other studies a reused actor keeps its slot from one trial to the next, so the other "
+        "studies' trials could wait until this study's phase ends; without reuse every trial returns its slot.")
 
     @model_validator(mode="after")
     def _whole_or_fractional_gpus(self) -> "ResourceConfig":
@@ -147,6 +151,9 @@ class RayConfig(StrictModel):
     dashboard: bool = Field(True, description="Start the Ray dashboard (local Ray; bound to 127.0.0.1).")
     dashboard_port: int = Field(8265, ge=1024, le=65535, description="Dashboard port of a local Ray instance.")
     storage_path: str | None = Field(None, description="Ray experiment storage (path or URI); null = <study dir>/ray.")
+    shared_filesystem: bool = Field(
+        False, description="Every node of the cluster sees this machine's local paths (all nodes on one host, or a "
+        "shared mount preflight does not recognise): local data.path and storage_path are then not refused.")
 
 
 class StudyConfig(StrictModel):

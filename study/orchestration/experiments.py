@@ -19,7 +19,7 @@ from study.config.hypotheses import slug
 from study.config.study import StudyConfig
 from study.orchestration.adapters import HypothesisSearcher, PerHypothesisScheduler
 from study.orchestration.callbacks import ListenerCallback, flat_config, record_of
-from study.orchestration.cluster import default_concurrency
+from study.orchestration.cluster import default_concurrency, reuse_actors
 from study.orchestration.trainables import final_trial, tune_trial
 from study.search.optuna_search import HypothesisSearch
 from study.search.trials import TrialListener, TrialRecord
@@ -72,7 +72,7 @@ def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listene
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=config.total_trials, metric=metric, mode=mode,
-            reuse_actors=True, max_concurrent_trials=default_concurrency(config),
+            reuse_actors=reuse_actors(config), max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
         run_config=_run_config(config, storage_path, TUNE_EXPERIMENT,
@@ -89,7 +89,7 @@ def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str,
         trainable,
         param_space={"run": tune.grid_search(runs)},
         tune_config=tune.TuneConfig(
-            reuse_actors=True, max_concurrent_trials=default_concurrency(config),
+            reuse_actors=reuse_actors(config), max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
         run_config=_run_config(config, storage_path, FINAL_EXPERIMENT,
