@@ -52,7 +52,7 @@ def test_prometheus_reads_the_trial_objective_by_hypothesis(tmp_path):
     flag = tmp_path / "scraped"
     config = load_study_config("smoke", overrides=[
         "data.path=unused", "data.synthesize_if_missing=null", "grid.losses=[l2]", "search.trials_per_hypothesis=1",
-        "train.epochs=1", "scheduler.kind=fifo", "ray.dashboard=false", "ray.reuse_actors=false"], check_data=False)
+        "train.epochs=1", "scheduler.kind=fifo", "ray.dashboard=false", "resources.reuse_actors=false"], check_data=False)
     found: dict = {}
     # The dashboard process is what writes the service-discovery file.
     ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=free_port(),

@@ -76,3 +76,19 @@ def test_checkpoint_pruner_waits_for_snapshots_that_record_the_trial_as_ended(tm
         assert len(checkpoints()) == 4  # the snapshot that records it may still be uploading
     pruner.get_state()
     assert checkpoints() == ["checkpoint_000002", "checkpoint_000003"]
+
+
+def test_trials_return_their_slot_on_a_shared_cluster_and_reuse_actors_on_local_ray(monkeypatch):
+    """On a cluster joined by address or as a Ray job, other studies may wait for slots: a reused
+    actor would keep its slot from one trial to the next. Local Ray is this study's alone."""
+    from study.config.study import StudyConfig
+    from study.orchestration.cluster import reuse_actors
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    local = StudyConfig.model_validate({"data": {"path": "/x"}})
+    joined = StudyConfig.model_validate({"data": {"path": "/x"}, "ray": {"address": "127.0.0.1:6379"}})
+    assert reuse_actors(local) and not reuse_actors(joined)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # how a Ray job's driver finds its cluster
+    assert not reuse_actors(local)
+    pinned = StudyConfig.model_validate({"data": {"path": "/x"}, "resources": {"reuse_actors": True}})
+    assert reuse_actors(pinned)

@@ -100,6 +100,11 @@ class ResourceConfig(StrictModel):
     gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; fractions pack several trials on one GPU.")
     max_concurrent_trials: int | None = Field(None, ge=1, description="Cap on trials running at once (null: as resources allow).")
     max_failures: int = Field(2, ge=0, description="Retries of a trial after a crash, resuming from its last checkpoint.")
+    reuse_actors: bool | None = Field(
+        None, description="Run a hypothesis's next trial in the previous trial's actor (null: on local Ray only). Reuse "
+        "saves an actor start per trial (a process, torch, the dataset: ~4 s, half a smoke trial), but on a cluster "
+        "shared with other studies a reused actor keeps its slot from one trial to the next, and the dashboard's "
+        "Actors page can then no longer name the trial an actor runs; without reuse every trial returns its slot.")
 
     @model_validator(mode="after")
     def _whole_or_fractional_gpus(self) -> "ResourceConfig":
@@ -152,9 +157,9 @@ class RayConfig(StrictModel):
         "auto", description="Dashboard port of a local Ray instance: 'auto' takes the first free port from 8265 on "
         "(printed), a number (1024-65535) is refused when taken.")
     storage_path: str | None = Field(None, description="Ray experiment storage (path or URI); null = <study dir>/ray.")
-    reuse_actors: bool = Field(False, description="Run later trials in a finished trial's actor. Saves an actor start "
-                               "per trial (a few seconds: a process, torch, the dataset), but the dashboard's Actors "
-                               "page can then no longer name the trial an actor runs.")
+    shared_filesystem: bool = Field(
+        False, description="Every node of the cluster sees this machine's local paths (all nodes on one host, or a "
+        "shared mount preflight does not recognise): local data.path and storage_path are then not refused.")
 
     @field_validator("dashboard_port", mode="before")
     @classmethod

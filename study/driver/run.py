@@ -189,6 +189,8 @@ def _require_shared_storage(state: StudyState, config: StudyConfig) -> None:
     """On a cluster whose trials can land on other hosts, local paths would split the study."""
     from study.driver.shared_storage import NodeFacts, require_shared_storage
 
+    if config.ray.shared_filesystem:  # the user vouches that every node sees these paths
+        return
     nodes = NodeFacts.from_ray_nodes(cluster.cluster_nodes())
     driver = cluster.node_id()
     # Inside a Ray job the driver's own address can differ from the node table's: use the table.
@@ -196,7 +198,7 @@ def _require_shared_storage(state: StudyState, config: StudyConfig) -> None:
     require_shared_storage({"data.path": state.data_path, "ray.storage_path": state.storage_path}, nodes,
                            driver_host=driver_host, cpus_per_trial=config.resources.cpus_per_trial,
                            gpus_per_trial=config.resources.gpus_per_trial,
-                           existing_cluster=bool(config.ray.address or os.environ.get("RAY_ADDRESS")))
+                           existing_cluster=cluster.joins_existing_cluster(config.ray))
 
 
 def _treat_sigterm_as_ctrl_c() -> None:

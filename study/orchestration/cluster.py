@@ -222,3 +222,23 @@ def stop_ray() -> None:
 
 def node_id() -> str:
     return ray.get_runtime_context().get_node_id()
+
+
+
+
+# --- Sharing a cluster between studies ------------------------------------------------------------
+# Each study's driver has its own cap (`default_concurrency`); several drivers on one cluster may
+# together ask for more than it holds. The excess waits in Ray's placement queue, which the
+# autoscaler reads as demand. What keeps one study from holding every slot is actor reuse being
+# off there: Tune keeps a finished trial's actor, and with it the slot, for the study's next
+# trial, so a second study would wait for the first one's whole phase.
+
+def joins_existing_cluster(config: RayConfig) -> bool:
+    """Whether the driver joins a cluster (by address, or as a Ray job) rather than starting Ray."""
+    return bool(config.address or os.environ.get("RAY_ADDRESS"))
+
+
+def reuse_actors(config: StudyConfig) -> bool:
+    if config.resources.reuse_actors is not None:
+        return config.resources.reuse_actors
+    return not joins_existing_cluster(config.ray)

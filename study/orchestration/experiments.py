@@ -19,7 +19,7 @@ from study.config.hypotheses import slug
 from study.config.study import StudyConfig
 from study.orchestration.adapters import HypothesisSearcher, PerHypothesisScheduler
 from study.orchestration.callbacks import CheckpointPruner, ListenerCallback, flat_config, record_of
-from study.orchestration.cluster import default_concurrency
+from study.orchestration.cluster import default_concurrency, reuse_actors
 from study.orchestration.trainables import final_trial, trial_actor_class, tune_trial
 from study.search.optuna_search import HypothesisSearch
 from study.search.trials import TrialListener, TrialRecord
@@ -57,7 +57,7 @@ def _trainable(config: StudyConfig, phase: str, trial_fn, data_path: str, replac
     class the dashboard shows (`trial_actor_class`)."""
     function = replacement or tune.with_parameters(trial_fn, study_json=config.model_dump_json(), data_path=data_path)
     # Resources go on the function: `with_resources` on a class would rename it `ResourceTrainable`.
-    return trial_actor_class(tune.with_resources(function, _resources(config)), phase, config.ray.reuse_actors)
+    return trial_actor_class(tune.with_resources(function, _resources(config)), phase, reuse_actors(config))
 
 
 def _run_config(config: StudyConfig, storage_path: str, name: str, callbacks: list[Callback]) -> tune.RunConfig:
@@ -86,7 +86,7 @@ def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listene
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=config.total_trials, metric=metric, mode=mode,
-            reuse_actors=config.ray.reuse_actors, max_concurrent_trials=default_concurrency(config),
+            reuse_actors=reuse_actors(config), max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
         run_config=_run_config(config, storage_path, TUNE_EXPERIMENT, _callbacks(TUNE_EXPERIMENT, listener, storage_path)),
@@ -99,7 +99,7 @@ def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str,
         _trainable(config, FINAL_EXPERIMENT, final_trial, data_path),
         param_space={"run": tune.grid_search(runs)},
         tune_config=tune.TuneConfig(
-            reuse_actors=config.ray.reuse_actors, max_concurrent_trials=default_concurrency(config),
+            reuse_actors=reuse_actors(config), max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
         run_config=_run_config(config, storage_path, FINAL_EXPERIMENT, _callbacks(FINAL_EXPERIMENT, listener, storage_path)),

@@ -1,0 +1,281 @@
+"""Studies on an autoscaling cluster: Ray's own autoscaler with its fake multi-node provider.
+
+One module-scoped cluster from `cluster/local/autoscalecluster.py up` (node types shaped like
+cluster/aws.yaml's: a head with no CPUs, GPU worker types that start at zero). Trials ask for a
+(fake) GPU, so they can only run on the workers the autoscaler launches for them; torch finds no
+CUDA and trains on the CPU. All nodes share this machine's disk (`ray.shared_filesystem=true`).
+
+1. An undisturbed study: its demand scales workers up from zero, its trials run there, and the
+   idle workers are removed after it.
+2. The same study with a worker node preempted mid-trial (its raylet and everything under it
+   SIGKILLed): its trials resume from their checkpoints on another node, each MLflow run ends
+   FINISHED with one history, and the ranking covers the same hypotheses.
+3. Two studies submitted as Ray jobs at once: both finish, each in its own MLflow experiment and
+   storage prefix, and their trials run side by side.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.studyproc import StudyProcess, set_args
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+HYPOTHESES = {"l2/mask", "l2/nomask"}
+
+
+def _autoscalecluster():
+    spec = importlib.util.spec_from_file_location("autoscalecluster", REPO / "cluster" / "local" / "autoscalecluster.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    module = _autoscalecluster()
+    state_dir = tmp_path_factory.mktemp("autoscale") / "state"
+    try:
+        state = module.up(state_dir, module.DEFAULT_CONFIG)
+        yield {"module": module, "state": state, "state_dir": state_dir, "token": Path(state["token_path"]).read_text().strip(),
+               "undisturbed": {}}
+    finally:
+        module.down(state_dir)
+
+
+def _workers(cluster) -> list[dict]:
+    nodes = cluster["module"].lc.alive_nodes(cluster["state"]["dashboard"], cluster["token"])
+    return [node for node in nodes if not node["is_head_node"]]
+
+
+def _wait_workers(cluster, predicate, timeout: float, what: str) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = _workers(cluster)
+        if predicate(workers):
+            return workers
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; workers: {_workers(cluster)}")
+
+
+class WorkerWatch:
+    """Every worker node seen alive while a study runs (polled once a second)."""
+
+    def __init__(self, cluster):
+        self.cluster, self.seen, self.most = cluster, set(), 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                workers = _workers(self.cluster)
+            except (OSError, ValueError):
+                workers = []
+            self.seen |= {node["node_id"] for node in workers}
+            self.most = max(self.most, len(workers))
+            self._stop.wait(1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def study_options(data: Path, tracking: str, name: str, extra: list[str] | None = None) -> list[str]:
+    return [
+        f"name={name}", f"data.path={data}", "data.synthesize_if_missing=null", "grid.losses=[l2]",
+        "grid.masks=[true, false]", "search.trials_per_hypothesis=1", "train.epochs=2", "train.max_train_batches=3",
+        "train.max_val_batches=1", "final.seeds=1", "final.grid_faces=4", "scheduler.kind=fifo",
+        "train.model.width=0.125", "train.model.latent_dim=16", "train.device=cpu", f"mlflow.tracking_uri={tracking}",
+        # A (fake) GPU per trial: only the autoscaler's GPU workers can run one.
+        "resources.cpus_per_trial=1", "resources.gpus_per_trial=1", "resources.max_concurrent_trials=2",
+        "resources.max_failures=3", "ray.shared_filesystem=true", *(extra or []),
+    ]
+
+
+def _finish(study: StudyProcess, timeout: float) -> int:
+    try:
+        return study.wait(timeout)
+    except subprocess.TimeoutExpired:
+        study.kill()
+        study.wait(30)
+        raise AssertionError(f"the study did not finish in {timeout:.0f} s:\n{study.output[-4000:]}") from None
+
+
+def _client_env(cluster) -> dict[str, str]:
+    return cluster["module"].client_env(cluster["state"])
+
+
+def _ranked(out: Path) -> set[str]:
+    found = set()
+    for path in (out / "results").glob("ranking_*.csv"):
+        found |= set(pd.read_csv(path)["hypothesis"])
+    return found
+
+
+def _runs(tracking: str, experiment: str):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no MLflow experiment {experiment!r}"
+    return client, client.search_runs([found.experiment_id], max_results=1000)
+
+
+def _tag(run, name: str) -> str | None:
+    return run.data.tags.get(name)
+
+
+def test_demand_scales_workers_up_from_zero_and_idle_workers_down(cluster, synthetic_dataset, tmp_path):
+    assert _workers(cluster) == [], "the cluster starts with the head only"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "study"
+    args = ["study", "run", "--address", cluster["state"]["gcs_address"], "--out", str(out)]
+    args += set_args(study_options(synthetic_dataset, tracking, "autoscale"))
+    started = time.monotonic()
+    watch = WorkerWatch(cluster)
+    study = StudyProcess(args, cwd=tmp_path, env=_client_env(cluster))
+    try:
+        assert _finish(study, 300) == 0, study.output[-4000:]
+    finally:
+        watch.stop()
+    study_s = time.monotonic() - started
+    trials = pd.read_parquet(out / "results" / "trials.parquet")
+    assert set(trials["hypothesis"]) == HYPOTHESES and (trials["status"] == "TERMINATED").all()
+    assert watch.most >= 1
+    assert set(trials["node_id"]) <= watch.seen, "every trial ran on a worker the autoscaler launched"
+    _, runs = _runs(tracking, "autoscale")
+    assert runs and all(run.info.status == "FINISHED" for run in runs)
+    finals = [r for r in runs if _tag(r, "maskvae.phase") == "final"]
+    assert len(finals) == 2 and {_tag(r, "maskvae.node_id") for r in finals} <= watch.seen
+    ranked = _ranked(out)
+    assert ranked == HYPOTHESES
+    cluster["undisturbed"]["ranked"] = ranked
+    # idle_timeout_minutes 0.2: idle workers go 12 s after their last trial, checked every 5 s.
+    _wait_workers(cluster, lambda workers: not workers, 120, "idle workers to be removed")
+    print(f"\nautoscale: study {study_s:.0f} s with up to {watch.most} workers ({len(watch.seen)} launched), "
+          f"back to zero workers {time.monotonic() - started - study_s:.0f} s after it")
+
+
+def _running_trial_with_checkpoint(out: Path) -> tuple[str, str] | None:
+    """(trial directory, node id) of a tuning trial that has checkpointed epoch 1 and not finished."""
+    for trial_dir in sorted((out / "ray" / "tune").glob("*/")):
+        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()] \
+            if (trial_dir / "result.json").exists() else []
+        if rows and (trial_dir / "checkpoint_000000").exists() and not rows[-1].get("done") and len(rows) == 1:
+            return trial_dir.name, rows[-1]["node_id"]
+    return None
+
+
+def test_a_preempted_worker_loses_nothing(cluster, synthetic_dataset, tmp_path):
+    if not cluster["undisturbed"]:
+        pytest.skip("needs the undisturbed study's ranking (test_demand_scales_workers_up_from_zero...)")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "study"
+    args = ["study", "run", "--address", cluster["state"]["gcs_address"], "--out", str(out)]
+    args += set_args(study_options(synthetic_dataset, tracking, "preempted"))
+    # Epoch 2 starts late, so the trial is still running when its node goes.
+    slow = [{"point": "epoch_start", "phase": "tune", "epoch": 2, "action": "sleep", "seconds": 6.0}]
+    study = StudyProcess(args, cwd=tmp_path, faults=slow, env=_client_env(cluster))
+    found = {}
+
+    def checkpointed() -> bool:
+        hit = _running_trial_with_checkpoint(out)
+        if hit:
+            found["trial"], found["node"] = hit
+        return hit is not None
+
+    try:
+        study.wait_for(checkpointed, timeout=300, what="a tuning trial with its epoch-1 checkpoint")
+        killed = cluster["module"].preempt(cluster["state_dir"], found["node"])
+        assert killed
+        assert _finish(study, 300) == 0, study.output[-4000:]
+    finally:
+        if study.process.poll() is None:
+            study.kill()
+
+    trials = pd.read_parquet(out / "results" / "trials.parquet")
+    assert len(trials) == 2 and (trials["status"] == "TERMINATED").all(), trials
+    assert found["node"] not in {node["node_id"] for node in _workers(cluster)}, "the preempted node stays gone"
+    victim_id = found["trial"].rsplit("-", 1)[-1]
+    finished_on = trials.set_index("trial_id").loc[victim_id, "node_id"]
+    assert finished_on != found["node"], "the preempted trial finished on another node"
+    client, runs = _runs(tracking, "preempted")
+    assert runs and all(run.info.status == "FINISHED" for run in runs), [(r.info.run_name, r.info.status) for r in runs]
+    victim = next(r for r in runs if _tag(r, "maskvae.phase") == "tune" and _tag(r, "maskvae.trial_id") == victim_id)
+    assert _tag(victim, "maskvae.attempt") == "2"
+    steps = [m.step for m in client.get_metric_history(victim.info.run_id, "epoch")]
+    assert sorted(steps) == [1, 2], "one history: epoch 1 is not logged again by the retry"
+    starts = {m.value for m in client.get_metric_history(victim.info.run_id, "start_epoch")}
+    assert 1.0 in starts, f"the retry resumed from the epoch-1 checkpoint, not from scratch ({starts})"
+    assert _ranked(out) == cluster["undisturbed"]["ranked"]
+
+
+def _busy_windows(runs) -> list[tuple[float, float]]:
+    """When a study had a trial or final run going (MLflow start to end, seconds)."""
+    return [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs
+            if _tag(r, "maskvae.phase") in ("tune", "final") and r.info.end_time]
+
+
+def _overlap(first: list[tuple[float, float]], second: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(a_end, b_end) - max(a_start, b_start)) for a_start, a_end in first for b_start, b_end in second)
+
+
+def test_two_studies_submitted_as_ray_jobs_share_the_cluster(cluster, synthetic_dataset, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(cluster["state"]["dashboard"], headers={"Authorization": f"Bearer {cluster['token']}"})
+    from mlflow import MlflowClient
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"  # one MLflow store, one experiment per study
+    # The store exists before the tenants arrive (on a cluster it is the tracking server): two
+    # drivers creating a fresh SQLite file's tables at the same moment would race each other.
+    MlflowClient(tracking_uri=tracking).search_experiments()
+    slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 2.0}]
+    jobs = {}
+    for name in ("tenant-a", "tenant-b"):
+        args = ["study", "run", "--out", str(tmp_path / name)] + set_args(study_options(synthetic_dataset, tracking, name))
+        entrypoint = " ".join(shlex.quote(part) for part in [sys.executable, "-m", "study.cli", *args])
+        jobs[name] = client.submit_job(entrypoint=entrypoint, submission_id=f"{name}-{uuid.uuid4().hex[:8]}",
+                                       runtime_env={"working_dir": str(REPO), "env_vars": {"MASKVAE_FAULTS": json.dumps(slow)}})
+    try:
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline and not all(client.get_job_status(j).is_terminal() for j in jobs.values()):
+            time.sleep(2)
+        for name, job in jobs.items():
+            assert client.get_job_status(job) == JobStatus.SUCCEEDED, f"{name}:\n{client.get_job_logs(job)[-4000:]}"
+    finally:
+        for job in jobs.values():
+            if not client.get_job_status(job).is_terminal():
+                client.stop_job(job)
+
+    trial_ids, windows = {}, {}
+    for name in jobs:
+        out = tmp_path / name
+        trials = pd.read_parquet(out / "results" / "trials.parquet")
+        assert set(trials["hypothesis"]) == HYPOTHESES and (trials["status"] == "TERMINATED").all()
+        trial_ids[name] = set(trials["trial_id"])
+        stored = {path.name.rsplit("-", 1)[-1] for path in (out / "ray" / "tune").glob("*/") if path.is_dir()}
+        assert stored == trial_ids[name], "the study's storage prefix holds its own trials and no others"
+        _, runs = _runs(tracking, name)
+        assert runs and all(run.info.status == "FINISHED" for run in runs)
+        tagged = {_tag(r, "maskvae.trial_id") for r in runs if _tag(r, "maskvae.phase") == "tune"}
+        assert tagged == trial_ids[name], "the study's MLflow experiment holds its own trials and no others"
+        windows[name] = _busy_windows(runs)
+    assert not trial_ids["tenant-a"] & trial_ids["tenant-b"]
+    together = _overlap(windows["tenant-a"], windows["tenant-b"])
+    assert together > 0, f"the two studies never had trials running at the same time: {windows}"
+    print(f"\ntwo tenants: trials of both studies ran side by side for {together:.0f} trial-pair-seconds")
