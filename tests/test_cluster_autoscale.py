@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -47,11 +48,15 @@ def _autoscalecluster():
 def cluster(tmp_path_factory):
     module = _autoscalecluster()
     state_dir = tmp_path_factory.mktemp("autoscale") / "state"
+    state = {}
     try:
         state = module.up(state_dir, module.DEFAULT_CONFIG)
         yield {"module": module, "state": state, "state_dir": state_dir, "token": Path(state["token_path"]).read_text().strip(),
                "undisturbed": {}}
     finally:
+        # The autoscaler's log says why it launched or ended each node; `down` removes Ray's temp dir.
+        for log in Path(state.get("ray_temp_root", "/nonexistent")).glob("session_latest/logs/monitor.*"):
+            shutil.copy(log, state_dir / "logs")
         module.down(state_dir)
 
 
@@ -247,7 +252,9 @@ def test_two_studies_submitted_as_ray_jobs_share_the_cluster(cluster, synthetic_
     slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 2.0}]
     jobs = {}
     for name in ("tenant-a", "tenant-b"):
-        args = ["study", "run", "--out", str(tmp_path / name)] + set_args(study_options(synthetic_dataset, tracking, name))
+        # Four tuning trials each, two at a time: each study alone could fill the workers.
+        options = study_options(synthetic_dataset, tracking, name, ["search.trials_per_hypothesis=2"])
+        args = ["study", "run", "--out", str(tmp_path / name)] + set_args(options)
         entrypoint = " ".join(shlex.quote(part) for part in [sys.executable, "-m", "study.cli", *args])
         jobs[name] = client.submit_job(entrypoint=entrypoint, submission_id=f"{name}-{uuid.uuid4().hex[:8]}",
                                        runtime_env={"working_dir": str(REPO), "env_vars": {"MASKVAE_FAULTS": json.dumps(slow)}})
@@ -256,6 +263,7 @@ def test_two_studies_submitted_as_ray_jobs_share_the_cluster(cluster, synthetic_
         while time.monotonic() < deadline and not all(client.get_job_status(j).is_terminal() for j in jobs.values()):
             time.sleep(2)
         for name, job in jobs.items():
+            (tmp_path / f"{name}.log").write_text(client.get_job_logs(job))
             assert client.get_job_status(job) == JobStatus.SUCCEEDED, f"{name}:\n{client.get_job_logs(job)[-4000:]}"
     finally:
         for job in jobs.values():
@@ -266,7 +274,7 @@ def test_two_studies_submitted_as_ray_jobs_share_the_cluster(cluster, synthetic_
     for name in jobs:
         out = tmp_path / name
         trials = pd.read_parquet(out / "results" / "trials.parquet")
-        assert set(trials["hypothesis"]) == HYPOTHESES and (trials["status"] == "TERMINATED").all()
+        assert set(trials["hypothesis"]) == HYPOTHESES and len(trials) == 4 and (trials["status"] == "TERMINATED").all()
         trial_ids[name] = set(trials["trial_id"])
         stored = {path.name.rsplit("-", 1)[-1] for path in (out / "ray" / "tune").glob("*/") if path.is_dir()}
         assert stored == trial_ids[name], "the study's storage prefix holds its own trials and no others"

@@ -92,3 +92,25 @@ def test_trials_return_their_slot_on_a_shared_cluster_and_reuse_actors_on_local_
     assert not reuse_actors(local)
     pinned = StudyConfig.model_validate({"data": {"path": "/x"}, "resources": {"reuse_actors": True}})
     assert reuse_actors(pinned)
+
+
+def test_two_drivers_on_one_host_start_their_experiments_in_different_seconds():
+    """Tune names an experiment's staging directory by its start second: a second driver waits at
+    the gate until the first one's experiment is set up and that second has passed."""
+    import datetime
+    import threading
+
+    from study.orchestration.startgate import STAMP, StartGate
+
+    first, second = StartGate(), StartGate()
+    first.acquire()
+    started_first = datetime.datetime.now().strftime(STAMP)
+    entered = []
+    waiter = threading.Thread(target=lambda: (second.acquire(), entered.append(datetime.datetime.now().strftime(STAMP))))
+    waiter.start()
+    waiter.join(0.3)
+    assert not entered, "the second driver waits while the first one's experiment starts"
+    first.setup()  # what Tune calls once the experiment exists
+    waiter.join(5)
+    second.release()
+    assert entered and entered[0] > started_first

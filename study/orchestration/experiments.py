@@ -20,6 +20,7 @@ from study.config.study import StudyConfig
 from study.orchestration.adapters import HypothesisSearcher, PerHypothesisScheduler
 from study.orchestration.callbacks import CheckpointPruner, ListenerCallback, flat_config, record_of
 from study.orchestration.cluster import default_concurrency, reuse_actors
+from study.orchestration.startgate import StartGate
 from study.orchestration.trainables import final_trial, trial_actor_class, tune_trial
 from study.search.optuna_search import HypothesisSearch
 from study.search.trials import TrialListener, TrialRecord
@@ -29,6 +30,8 @@ FINAL_EXPERIMENT = "final"
 PHASE_EXPERIMENTS = (TUNE_EXPERIMENT, FINAL_EXPERIMENT)
 # Per ended trial: the newest and one older, a fallback when the newest is unreadable.
 KEEP_CHECKPOINTS = 2
+# Other studies' drivers on this host start their experiments in other seconds (startgate.py).
+_START_GATE = StartGate()
 
 
 def _trial_dirname(trial) -> str:
@@ -64,7 +67,7 @@ def _run_config(config: StudyConfig, storage_path: str, name: str, callbacks: li
     # No `num_to_keep`: Ray would force an experiment snapshot (every trial and the searcher) about
     # once per trial; CheckpointPruner keeps the newest checkpoints instead (see there).
     return tune.RunConfig(
-        name=name, storage_path=storage_path, callbacks=callbacks, verbose=0,
+        name=name, storage_path=storage_path, callbacks=[*callbacks, _START_GATE], verbose=0,
         failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
     )
@@ -129,7 +132,7 @@ def restore_tuner(config: StudyConfig, storage_path: str, name: str, data_path: 
     trainable = _trainable(config, name, tune_trial if name == TUNE_EXPERIMENT else final_trial, data_path)
     tuner = tune.Tuner.restore(experiment_path(storage_path, name), trainable, resume_unfinished=True,
                                resume_errored=True)
-    reattach_callbacks(tuner, _callbacks(name, listener, storage_path))
+    reattach_callbacks(tuner, [*_callbacks(name, listener, storage_path), _START_GATE])
     return tuner
 
 
@@ -155,7 +158,11 @@ def quiet_tune_output() -> None:
 def fit(tuner: tune.Tuner, storage_path: str, name: str, with_history: bool = False) -> list[TrialRecord]:
     """Run (or finish) a tuner, then read every trial's recorded state back from the experiment directory."""
     quiet_tune_output()
-    tuner.fit()
+    _START_GATE.acquire()
+    try:
+        tuner.fit()
+    finally:
+        _START_GATE.release()  # Tune gives it back at setup; this covers a fit that failed before
     return records(storage_path, name, with_history)
 
 
