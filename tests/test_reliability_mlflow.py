@@ -96,7 +96,7 @@ def test_mlflow_going_away_mid_study_then_sync_backfills_everything(tmp_path, sy
         finals = [r for r in runs if r.data.tags.get("maskvae.phase") == "final"]
         assert len(finals) == 2 and all(r.info.status == "FINISHED" for r in finals)
         parents = [r for r in runs if r.data.tags.get("maskvae.role") == "hypothesis"]
-        assert len(parents) == 2 and all("composed full/1-SSIM" in p.data.metrics for p in parents)
+        assert len(parents) == 2 and all("paper: composed full/1-SSIM" in p.data.metrics for p in parents)
         assert client.get_model_version_by_alias("reliability", "champion") is not None
         before = len(runs)
         assert main(["study", "sync-mlflow", str(tmp_path / "study")]) == 0  # idempotent

@@ -74,7 +74,7 @@ def test_mlflow_holds_the_full_run_tree(finished_study):
         for child in children:
             history = client.get_metric_history(child.info.run_id, "val_objective")
             assert [m.step for m in history] == sorted({m.step for m in history}) and len(history) >= 1
-        for section in ("decoder face", "composed full"):
+        for section in ("decoder face", "paper: composed full"):
             assert math.isfinite(parent.data.metrics[f"{section}/1-SSIM"])
             assert parent.data.tags[f"maskvae.ci.{section}/10 l2"].endswith("(95%)")
         assert not [name for name in parent.data.metrics if "ci" in name.lower()]
@@ -102,8 +102,8 @@ def test_hypothesis_runs_carry_the_tuned_params_and_a_dozen_headline_metrics(fin
         # Six metrics (five without LPIPS weights) and a rank for the headline (decoder face) and the
         # paper's protocol (composed full): about a dozen charts; CI bounds are tags, not charts.
         assert 12 <= len(metrics) <= 14 and not any("ci" in key.lower() for key in metrics)
-        assert all(key.split("/")[0] in ("decoder face", "composed full") for key in metrics)
-        ranks = {metrics["decoder face/rank"], metrics["composed full/rank"]}
+        assert all(key.split("/")[0] in ("decoder face", "paper: composed full") for key in metrics)
+        ranks = {metrics["decoder face/rank"], metrics["paper: composed full/rank"]}
         assert ranks <= {float(r) for r in range(1, len(HYPOTHESES) + 1)}
     # The printed link's saved view: this study's hypothesis runs, by rank, with params and metrics as columns.
     view = json.loads(experiment.tags[f"mlflow.sharedViewState.{state['hypotheses_view']}"])

@@ -42,19 +42,26 @@ CI_TAG_PREFIX = "maskvae.ci."
 PARENT_METRIC_PAIRS = (("decoder", "face"), ("composed", "full"))
 
 
+def section(view: str, region: str) -> str:
+    """The chart-view section of a (view, region). MLflow orders sections alphabetically: the paper's
+    protocol is named so that the headline (decoder face) comes first."""
+    name = f"{view} {region}"
+    return f"paper: {name}" if (view, region) == ("composed", "full") else name
+
+
 def _section(ranking: Ranking) -> str:
-    return f"{ranking.view} {ranking.region}"
+    return section(ranking.view, ranking.region)
 
 
 def headline_key(ranking: Ranking, metric: str) -> str:
-    """A parent run's metric name, e.g. `face/1-SSIM`: MLflow's chart view groups charts by the part
-    before the slash (one section per region) and the short label keeps each title readable."""
+    """A parent run's metric name, e.g. `decoder face/1-SSIM`: MLflow's chart view groups charts by the
+    part before the slash (one section per view and region) and the short label keeps titles readable."""
     # MLflow metric names take letters, digits, "_-. /:" only: the middle dot of "10·l1" becomes a space.
     return f"{_section(ranking)}/{METRIC_LABELS.get(metric, metric).replace('·', ' ')}"
 
 
 def rank_key(region: str, view: str) -> str:
-    return f"{view} {region}/rank"
+    return f"{section(view, region)}/rank"
 
 
 def parent_metrics(ranking: Ranking) -> dict[str, dict[str, float]]:
