@@ -17,6 +17,7 @@ from tests.studyproc import StudyProcess, mlflow_runs, set_args, study_overrides
 pytestmark = pytest.mark.slow
 
 FAILING = "ssim/nomask"
+SLOW = "l2/mask"
 
 
 def _recorded_terminated(storage_path: str) -> int:
@@ -51,8 +52,10 @@ def test_study_on_object_storage_end_to_end(s3, tmp_path, monkeypatch, capsys):
                                 seeds=2, extra=[f"ray.storage_path={ray_storage}", f"mlflow.artifact_location={artifacts}",
                                                 "resources.max_failures=0"])
     faults = [{"point": "epoch_start", "phase": "tune", "hypothesis": FAILING, "action": "raise"},
-              # slow epochs keep the study in tuning while the test waits to kill it
-              {"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 3.0}]
+              # One slow trial keeps the study in tuning while the others end and Tune's snapshots
+              # (seconds apart) record them; the test kills the driver in that window.
+              {"point": "epoch_start", "phase": "tune", "hypothesis": SLOW, "epoch": 2, "action": "sleep",
+               "seconds": 40.0}]
     study = StudyProcess(["study", "run", "--out", str(study_dir), *set_args(overrides)], cwd=tmp_path, faults=faults)
     study.wait_for(_throttled(lambda: _recorded_terminated(ray_storage) >= 1), timeout=240,
                    what="a tuning trial recorded complete in the bucket")

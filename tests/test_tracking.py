@@ -181,3 +181,13 @@ def test_the_link_to_a_saved_view_carries_no_search_settings_of_its_own():
                      .partition("?")[2])
     # MLflow ignores a shared view when the URL has its own filter or order.
     assert set(query) == {"viewStateShareKey", "compareRunsMode", "workflowType"} and query["viewStateShareKey"] == [key]
+
+
+def test_a_claimed_experiment_keeps_its_artifacts_where_the_config_says(tmp_path):
+    from study.tracking.naming import claim_names
+    from study.tracking.store import client_for
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    artifacts = (tmp_path / "elsewhere").as_uri()
+    experiment, _ = claim_names(uri, "smoke", "id-a", "20250101-120000", artifact_location=artifacts)
+    assert client_for(uri).get_experiment_by_name(experiment).artifact_location == artifacts

@@ -99,7 +99,7 @@ def _claim_mlflow_names(state: StudyState, config: StudyConfig) -> None:
     stamp = dt.datetime.fromisoformat(state.created).astimezone().strftime("%Y%m%d-%H%M%S")
     try:
         state.experiment, state.model_name = claim_names(state.tracking_uri, state.name, state.study_id, stamp,
-                                                         config.mlflow.experiment)
+                                                         config.mlflow.experiment, config.mlflow.artifact_location)
     except Exception as error:  # tracking never stops a study: the tracker warns and sync-mlflow backfills
         print(f"warning: MLflow: could not claim an experiment name ({error.__class__.__name__}); "
               f"using '{state.experiment}'")

@@ -24,12 +24,13 @@ def _model_taken(client, name: str, study_id: str) -> bool:
 
 
 def claim_names(tracking_uri: str, study_name: str, study_id: str, stamp: str,
-                explicit_experiment: str | None = None) -> tuple[str, str]:
+                explicit_experiment: str | None = None, artifact_location: str | None = None) -> tuple[str, str]:
     """(experiment, registered-model name) for a study, the experiment created and tagged with it.
 
     `explicit_experiment` (the `mlflow.experiment` setting) is used as given, shared with other
     studies if they chose it too; the study's runs still carry its id, which the printed link filters
-    on, and the model name is claimed as without it."""
+    on, and the model name is claimed as without it. A created experiment keeps its artifacts at
+    `artifact_location` (the `mlflow.artifact_location` setting; MLflow fixes it at creation)."""
     from mlflow.exceptions import MlflowException
 
     client = client_for(tracking_uri)
@@ -43,7 +44,8 @@ def claim_names(tracking_uri: str, study_name: str, study_id: str, stamp: str,
             continue
         if existing is None and explicit_experiment is None:
             try:
-                client.create_experiment(name, tags={STUDY_TAG: study_id, **EXPERIMENT_KIND})
+                client.create_experiment(name, artifact_location=artifact_location,
+                                         tags={STUDY_TAG: study_id, **EXPERIMENT_KIND})
             except MlflowException:
                 # Another study created it between the lookup and here: it is theirs unless tagged ours.
                 if _owner(client.get_experiment_by_name(name)) != study_id:
@@ -56,7 +58,8 @@ def claim_names(tracking_uri: str, study_name: str, study_id: str, stamp: str,
         return chosen, chosen
     if client.get_experiment_by_name(explicit_experiment) is None:
         try:
-            client.create_experiment(explicit_experiment, tags=dict(EXPERIMENT_KIND))
+            client.create_experiment(explicit_experiment, artifact_location=artifact_location,
+                                     tags=dict(EXPERIMENT_KIND))
         except MlflowException:
             pass  # created by a study beside this one: shared, as asked
     return explicit_experiment, chosen
