@@ -35,7 +35,8 @@ class Target:
         measured = row.ratio if self.on == "ratio" else row.value
         if measured is None:
             return None
-        return _COMPARE[self.op](float(measured), self.threshold)
+        # Rounded first: a Spearman rho of exactly 0.8 computes as 0.7999999999999999.
+        return _COMPARE[self.op](round(float(measured), 9), self.threshold)
 
     def describe(self) -> str:
         suffix = "x" if self.on == "ratio" else ""

@@ -229,3 +229,14 @@ def test_scale_reads_the_driver_per_window_through_the_real_stack():
     assert cpu.ratio == pytest.approx(cpu.value / cpu.baseline)
     assert wall.value > 0 and wall.target is None
     assert memory.unit == "MiB" and memory.value > 100
+
+
+def test_a_target_on_the_threshold_is_met_despite_float_rounding():
+    from benchmarks.common import Row, Target
+
+    from scipy.stats import spearmanr
+
+    rho = spearmanr([1, 2, 3, 4], [2, 1, 3, 4]).statistic  # one adjacent swap among four: 0.8, but not exactly
+    row = Row(benchmark="b", measure="m", unit="rho", value=rho, target=Target(">=", 0.8, on="value"))
+    assert rho < 0.8 and row.target.met(row) is True
+    assert Target(">=", 0.8, on="value").met(Row(benchmark="b", measure="m", unit="rho", value=0.79)) is False
