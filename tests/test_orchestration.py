@@ -114,3 +114,29 @@ def test_two_drivers_on_one_host_start_their_experiments_in_different_seconds():
     waiter.join(5)
     second.release()
     assert entered and entered[0] > started_first
+
+
+def test_a_final_experiment_whose_trials_lost_their_settings_is_not_restored(tmp_path):
+    """A driver killed as the final phase began once left a snapshot whose trial had no run settings:
+    restoring it failed every retry (KeyError 'run'). Such an experiment is recognised and discarded."""
+    import ray
+    from ray import tune
+
+    from study.orchestration.experiments import FINAL_EXPERIMENT, discard, final_runs_intact
+
+    def noop(config):
+        tune.report({"score": 1.0})
+
+    storage = str(tmp_path / "storage")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        tune.Tuner(noop, param_space={"x": 1},
+                   run_config=tune.RunConfig(name=FINAL_EXPERIMENT, storage_path=storage, verbose=0)).fit()
+        assert not final_runs_intact(storage)  # trials without {"run": {...hypothesis, seed}}
+        discard(storage, FINAL_EXPERIMENT)
+        assert not (tmp_path / "storage" / FINAL_EXPERIMENT).exists()
+        tune.Tuner(noop, param_space={"run": {"hypothesis": "l1/mask", "seed": 1}},
+                   run_config=tune.RunConfig(name=FINAL_EXPERIMENT, storage_path=storage, verbose=0)).fit()
+        assert final_runs_intact(storage)
+    finally:
+        ray.shutdown()

@@ -211,6 +211,12 @@ def _treat_sigterm_as_ctrl_c() -> None:
 def _fit_phase(config: StudyConfig, state: StudyState, name: str, listener, make_tuner,
                mlflow_listener: MlflowListener, ledger: TrialLedger) -> list[TrialRecord]:
     restored = experiments.can_restore(state.storage_path, name)
+    if restored and name == experiments.FINAL_EXPERIMENT and not experiments.final_runs_intact(state.storage_path):
+        # A driver killed as the final phase began can leave a snapshot whose trials lack their run
+        # settings; final runs are retrains of recorded best configurations, so they start again.
+        print("final phase: its saved experiment is incomplete (the driver stopped as it began); starting it again")
+        experiments.discard(state.storage_path, name)
+        restored = False
     if restored:
         tuner = experiments.restore_tuner(config, state.storage_path, name, state.data_path, listener)
     else:

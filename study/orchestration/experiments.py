@@ -178,6 +178,19 @@ def records(storage_path: str, name: str, with_history: bool = False) -> list[Tr
     return out
 
 
+def final_runs_intact(storage_path: str) -> bool:
+    """Whether every trial of the saved final experiment still carries its run settings."""
+    try:
+        saved = records(storage_path, FINAL_EXPERIMENT)
+    except Exception:  # an unreadable snapshot is no better than a missing one
+        return False
+    return all("hypothesis" in record.config and "seed" in record.config for record in saved)
+
+
+def discard(storage_path: str, name: str) -> None:
+    storage.Location.of(storage_path).delete_tree(name)
+
+
 def _present(row: dict[str, Any]) -> dict[str, Any]:
     """A history row without the NaN that pandas puts where an epoch did not report a key."""
     return {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
