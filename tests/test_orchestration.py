@@ -25,20 +25,7 @@ def test_a_restored_tuner_reports_to_the_listeners_it_is_given_back(tmp_path):
 
     from study.orchestration.callbacks import ListenerCallback
     from study.orchestration.experiments import reattach_callbacks
-    from study.search.trials import TrialRecord
-
-    class Recorder:
-        def __init__(self):
-            self.finished: list[TrialRecord] = []
-
-        def trial_started(self, record):
-            pass
-
-        def trial_result(self, record, result):
-            pass
-
-        def trial_finished(self, record):
-            self.finished.append(record)
+    from tests.helpers.listeners import RecordingListener
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -47,7 +34,7 @@ def test_a_restored_tuner_reports_to_the_listeners_it_is_given_back(tmp_path):
                            run_config=tune.RunConfig(name="exp", storage_path=storage, verbose=0))
         assert tuner.fit().errors
         restored = tune.Tuner.restore(f"{storage}/exp", _fails_once, resume_errored=True)
-        recorder = Recorder()
+        recorder = RecordingListener()
         reattach_callbacks(restored, [ListenerCallback("tune", recorder, storage)])
         restored.fit()
     finally:

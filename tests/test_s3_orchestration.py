@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from data import storage
+from tests.helpers.listeners import RecordingListener
 
 pytestmark = pytest.mark.slow
 
@@ -33,20 +34,6 @@ def _stub_trial(config, data_path: str) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(scratch))
 
 
-class _Recorder:
-    def __init__(self):
-        self.finished = []
-
-    def trial_started(self, record):
-        pass
-
-    def trial_result(self, record, result):
-        pass
-
-    def trial_finished(self, record):
-        self.finished.append(record)
-
-
 def test_tuning_with_the_endpoint_in_the_uri(s3, tmp_path, monkeypatch):
     from ray import tune
 
@@ -67,7 +54,7 @@ def test_tuning_with_the_endpoint_in_the_uri(s3, tmp_path, monkeypatch):
         f"data.path={data}", "data.synthesize_if_missing=null", "grid.losses=[l2]", "grid.masks=[true, false]",
         "search.trials_per_hypothesis=2", "train.epochs=2", "scheduler.kind=fifo", "resources.max_failures=0",
         "final.grid_faces=2", "ray.dashboard=false"])
-    recorder = _Recorder()
+    recorder = RecordingListener()
     cluster.start_ray(RayConfig(num_cpus=2, dashboard=False))
     try:
         trainable = tune.with_parameters(_stub_trial, data_path=data)

@@ -84,14 +84,19 @@ def plot_metric_points(r: Ranking, path: Path) -> None:
             err = np.vstack([mean - sel["ci_low"].to_numpy(float), sel["ci_high"].to_numpy(float) - mean])
             ax.errorbar(x + (k - 0.5) * 0.25, mean, yerr=err, fmt="o", capsize=3, color=MASK_COLOURS[mask],
                         label=MASK_NAMES[mask])
-        ax.set_title(METRIC_LABELS[metric])
-        ax.set_xticks(x, losses)
-        ax.set_xlim(-0.6, len(losses) - 0.4)
-        ax.grid(axis="y", alpha=0.3)
+        _loss_axis(ax, metric, losses)
     _legend_below(fig, *_unique_handles(fig.axes))
     fig.suptitle(f"Test metrics, {r.title}: mean and {1 - r.alpha:.0%} seed-aware CI (lower is better)"
                  f"{_unavailable_note(r)}")
     save(fig, path)
+
+
+def _loss_axis(ax: Any, metric: str, losses: list[str]) -> None:
+    """A metric's panel with the losses along x, in the paper's order."""
+    ax.set_title(METRIC_LABELS[metric])
+    ax.set_xticks(np.arange(len(losses)), losses)
+    ax.set_xlim(-0.6, len(losses) - 0.4)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def plot_mask_effect(r: Ranking, path: Path) -> None:
@@ -115,10 +120,7 @@ def plot_mask_effect(r: Ranking, path: Path) -> None:
             hollow = verdict in ("inconclusive", NOT_TESTED)
             ax.errorbar(x[pick], d, yerr=err, fmt="s" if verdict == NOT_TESTED else "o",
                         mfc="white" if hollow else colour, color=colour, capsize=3, label=label)
-        ax.set_title(METRIC_LABELS[metric])
-        ax.set_xticks(x, losses)
-        ax.set_xlim(-0.6, len(losses) - 0.4)
-        ax.grid(axis="y", alpha=0.3)
+        _loss_axis(ax, metric, losses)
     _legend_below(fig, *_unique_handles(fig.axes))
     fig.suptitle(f"Mask effect, {r.title}: mask − no mask with {1 - r.alpha:.0%} seed-aware CI "
                  f"(below 0 favours the mask)")
