@@ -11,7 +11,8 @@ CUDA and trains on the CPU. All nodes share this machine's disk (`ray.shared_fil
    SIGKILLed): its trials resume from their checkpoints on another node, each MLflow run ends
    FINISHED with one history, and the ranking covers the same hypotheses.
 3. Two studies submitted as Ray jobs at once: both finish, each in its own MLflow experiment and
-   storage prefix, and their trials run side by side.
+   storage prefix, and once both are queued for slots neither waits for the other's whole tuning
+   phase (a gate holds every trial at its first epoch until both drivers are tuning).
 """
 from __future__ import annotations
 
@@ -229,10 +230,33 @@ def test_a_preempted_worker_loses_nothing(cluster, synthetic_dataset, tmp_path):
     assert _ranked(out) == cluster["undisturbed"]["ranked"]
 
 
-def _busy_windows(runs) -> list[tuple[float, float]]:
-    """When a study had a trial or final run going (MLflow start to end, seconds)."""
+def _busy_windows(runs, phases: tuple[str, ...] = ("tune", "final")) -> list[tuple[float, float]]:
+    """When a study had a trial (or final) run going (MLflow start to end, seconds)."""
     return [(r.info.start_time / 1000, r.info.end_time / 1000) for r in runs
-            if _tag(r, "maskvae.phase") in ("tune", "final") and r.info.end_time]
+            if _tag(r, "maskvae.phase") in phases and r.info.end_time]
+
+
+def _wait_tuning(tracking: str, jobs: dict, client, timeout: float) -> dict[str, float]:
+    """Wait until every study's driver has opened its hypothesis runs (it starts Tune right after);
+    returns when each did (MLflow start time, seconds)."""
+    from mlflow import MlflowClient
+
+    mlflow_client = MlflowClient(tracking_uri=tracking)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        since = {}
+        for name in jobs:
+            found = mlflow_client.get_experiment_by_name(name)
+            runs = mlflow_client.search_runs([found.experiment_id]) if found else []
+            opened = [run.info.start_time / 1000 for run in runs if run.info.run_name in HYPOTHESES]
+            if len(opened) == len(HYPOTHESES):
+                since[name] = max(opened)
+        if len(since) == len(jobs):
+            return since
+        ended = [name for name, job in jobs.items() if client.get_job_status(job).is_terminal()]
+        assert not ended, f"{ended} ended before tuning:\n" + "\n".join(client.get_job_logs(jobs[n])[-3000:] for n in ended)
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for both studies to start tuning")
 
 
 def _overlap(first: list[tuple[float, float]], second: list[tuple[float, float]]) -> float:
@@ -249,7 +273,12 @@ def test_two_studies_submitted_as_ray_jobs_share_the_cluster(cluster, synthetic_
     # The store exists before the tenants arrive (on a cluster it is the tracking server): two
     # drivers creating a fresh SQLite file's tables at the same moment would race each other.
     MlflowClient(tracking_uri=tracking).search_experiments()
-    slow = [{"point": "epoch_start", "phase": "tune", "action": "sleep", "seconds": 2.0}]
+    # Every tuning trial waits at its first epoch until both drivers are tuning and have asked Ray
+    # for their slots: whichever study got the slots first then holds them, the other one's trials
+    # are queued behind them, and what follows shows how freed slots are shared. (Without the gate
+    # a driver that starts slowly on a busy machine can find the other study already finished.)
+    gate = tmp_path / "gate"
+    held = [{"point": "epoch_start", "phase": "tune", "action": "wait", "path": str(gate), "seconds": 300}]
     jobs = {}
     for name in ("tenant-a", "tenant-b"):
         # Four tuning trials each, two at a time: each study alone could fill the workers.
@@ -257,8 +286,11 @@ def test_two_studies_submitted_as_ray_jobs_share_the_cluster(cluster, synthetic_
         args = ["study", "run", "--out", str(tmp_path / name)] + set_args(options)
         entrypoint = " ".join(shlex.quote(part) for part in [sys.executable, "-m", "study.cli", *args])
         jobs[name] = client.submit_job(entrypoint=entrypoint, submission_id=f"{name}-{uuid.uuid4().hex[:8]}",
-                                       runtime_env={"working_dir": str(REPO), "env_vars": {"MASKVAE_FAULTS": json.dumps(slow)}})
+                                       runtime_env={"working_dir": str(REPO), "env_vars": {"MASKVAE_FAULTS": json.dumps(held)}})
     try:
+        tuning_since = _wait_tuning(tracking, jobs, client, timeout=300)
+        time.sleep(10)  # each driver's Tune asks for its trials' slots within seconds of starting
+        gate.touch()
         deadline = time.monotonic() + 420
         while time.monotonic() < deadline and not all(client.get_job_status(j).is_terminal() for j in jobs.values()):
             time.sleep(2)
@@ -266,11 +298,12 @@ def test_two_studies_submitted_as_ray_jobs_share_the_cluster(cluster, synthetic_
             (tmp_path / f"{name}.log").write_text(client.get_job_logs(job))
             assert client.get_job_status(job) == JobStatus.SUCCEEDED, f"{name}:\n{client.get_job_logs(job)[-4000:]}"
     finally:
+        gate.touch()
         for job in jobs.values():
             if not client.get_job_status(job).is_terminal():
                 client.stop_job(job)
 
-    trial_ids, windows = {}, {}
+    trial_ids, windows, tuning = {}, {}, {}
     for name in jobs:
         out = tmp_path / name
         trials = pd.read_parquet(out / "results" / "trials.parquet")
@@ -283,12 +316,14 @@ def test_two_studies_submitted_as_ray_jobs_share_the_cluster(cluster, synthetic_
         tagged = {_tag(r, "maskvae.trial_id") for r in runs if _tag(r, "maskvae.phase") == "tune"}
         assert tagged == trial_ids[name], "the study's MLflow experiment holds its own trials and no others"
         windows[name] = _busy_windows(runs)
+        tuning[name] = _busy_windows(runs, phases=("tune",))
     assert not trial_ids["tenant-a"] & trial_ids["tenant-b"]
-    # Neither study waits for the other's whole phase: each one's first trial starts before the other's
-    # last trial ends. (With a cap of two on two slots the studies may take turns rather than overlap.)
-    starts = {name: min(start for start, _ in spans) for name, spans in windows.items()}
-    ends = {name: max(end for _, end in spans) for name, spans in windows.items()}
+    # Neither study waits for the other's whole tuning phase: once both are queued, each one's first
+    # trial starts before the other's last tuning trial ends. Whichever study held the slots at the
+    # gate gives its freed slots to the other's older requests before its own next trials.
+    starts = {name: min(start for start, _ in spans) for name, spans in tuning.items()}
+    ends = {name: max(end for _, end in spans) for name, spans in tuning.items()}
     assert starts["tenant-a"] < ends["tenant-b"] and starts["tenant-b"] < ends["tenant-a"], \
-        f"one study waited for the other's whole phase: {windows}"
+        f"one study waited for the other's whole tuning phase (both tuning since {tuning_since}): {tuning}"
     print(f"\ntwo tenants: trials of both studies ran side by side for "
           f"{_overlap(windows['tenant-a'], windows['tenant-b']):.0f} trial-pair-seconds")

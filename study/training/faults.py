@@ -23,6 +23,7 @@ ACTIONS = {
     "raise": "raise InjectedFault at the point",
     "exit": "end the process at once (os._exit(137)), as a SIGKILL would",
     "sleep": "sleep `seconds` (default 1) and go on",
+    "wait": "block until the file `path` exists (at most `seconds`, default 600), then go on",
     "nan": "(caller) the trainer makes this epoch's loss NaN",
     "corrupt_and_exit": "(caller) the trainable truncates its newest persisted checkpoint, then exits like 'exit'",
 }
@@ -54,8 +55,15 @@ def _rules() -> list[dict[str, Any]]:
 def _matches(rule: dict[str, Any], point: str, context: dict[str, Any]) -> bool:
     if rule.get("point") != point:
         return False
-    reserved = {"point", "action", "once", "seconds"}
+    reserved = {"point", "action", "once", "seconds", "path"}
     return all(context.get(key) == value for key, value in rule.items() if key not in reserved)
+
+
+def _wait_for(path: Path, timeout: float) -> None:
+    # A gate a test opens once every process it coordinates has reached its point.
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def fire(point: str, handlers: dict[str, Callable[[], None]] | None = None, **values: Any) -> str | None:
@@ -82,6 +90,8 @@ def fire(point: str, handlers: dict[str, Callable[[], None]] | None = None, **va
             os._exit(137)
         if action == "sleep":
             time.sleep(float(rule.get("seconds", 1.0)))
+        if action == "wait":
+            _wait_for(Path(rule["path"]), float(rule.get("seconds", 600.0)))
         if handlers and action in handlers:
             handlers[action]()
         return action
