@@ -3,13 +3,14 @@
 One module-scoped cluster from `cluster/local/autoscalecluster.py up` (node types shaped like
 cluster/aws.yaml's: a head with no CPUs, GPU worker types that start at zero). Trials ask for a
 (fake) GPU, so they can only run on the workers the autoscaler launches for them; torch finds no
-CUDA and trains on the CPU. All nodes share this machine's disk (`ray.shared_filesystem=true`).
+CUDA and trains on the CPU. All nodes share this machine's disk; studies 1 and 3 use it
+(`ray.shared_filesystem=true`), study 2 keeps its dataset and Ray's storage on S3 (moto's server).
 
 1. An undisturbed study: its demand scales workers up from zero, its trials run there, and the
    idle workers are removed after it.
 2. The same study with a worker node preempted mid-trial (its raylet and everything under it
-   SIGKILLed): its trials resume from their checkpoints on another node, each MLflow run ends
-   FINISHED with one history, and the ranking covers the same hypotheses.
+   SIGKILLed): its trials resume from their checkpoints in the bucket on another node, each
+   MLflow run ends FINISHED with one history, and the ranking covers the same hypotheses.
 3. Two studies submitted as Ray jobs at once: both finish, each in its own MLflow experiment and
    storage prefix, and once both are queued for slots neither waits for the other's whole tuning
    phase (a gate holds every trial at its first epoch until both drivers are tuning).
@@ -46,11 +47,16 @@ def _autoscalecluster():
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, s3_server):
     module = _autoscalecluster()
     state_dir = tmp_path_factory.mktemp("autoscale") / "state"
     state = {}
+    environment = pytest.MonkeyPatch()
     try:
+        # Every node the autoscaler launches inherits the head's environment: the S3 endpoint and
+        # credentials the preemption study's object storage needs.
+        for key, value in s3_server.env().items():
+            environment.setenv(key, value)
         state = module.up(state_dir, module.DEFAULT_CONFIG)
         yield {"module": module, "state": state, "state_dir": state_dir, "token": Path(state["token_path"]).read_text().strip(),
                "undisturbed": {}}
@@ -59,6 +65,7 @@ def cluster(tmp_path_factory):
         for log in Path(state.get("ray_temp_root", "/nonexistent")).glob("session_latest/logs/monitor.*"):
             shutil.copy(log, state_dir / "logs")
         module.down(state_dir)
+        environment.undo()
 
 
 def _workers(cluster) -> list[dict]:
@@ -100,7 +107,7 @@ class WorkerWatch:
         self._thread.join(5)
 
 
-def study_options(data: Path, tracking: str, name: str, extra: list[str] | None = None) -> list[str]:
+def study_options(data: Path | str, tracking: str, name: str, extra: list[str] | None = None) -> list[str]:
     return [
         f"name={name}", f"data.path={data}", "data.synthesize_if_missing=null", "grid.losses=[l2]",
         "grid.masks=[true, false]", "search.trials_per_hypothesis=1", "train.epochs=2", "train.max_train_batches=3",
@@ -176,30 +183,50 @@ def test_demand_scales_workers_up_from_zero_and_idle_workers_down(cluster, synth
           f"back to zero workers {time.monotonic() - started - study_s:.0f} s after it")
 
 
-def _running_trial_with_checkpoint(out: Path) -> tuple[str, str] | None:
-    """(trial directory, node id) of a tuning trial that has checkpointed epoch 1 and not finished."""
-    for trial_dir in sorted((out / "ray" / "tune").glob("*/")):
-        rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()] \
-            if (trial_dir / "result.json").exists() else []
-        if rows and (trial_dir / "checkpoint_000000").exists() and not rows[-1].get("done") and len(rows) == 1:
-            return trial_dir.name, rows[-1]["node_id"]
+def _running_trial_with_checkpoint(tracking: str, experiment: str, bucket, prefix: str) -> tuple[str, str] | None:
+    """(trial id, node id) of a tuning trial that has logged epoch 1 only, is still running, and
+    whose epoch-1 checkpoint is in the bucket."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    checkpointed = {key.split("/checkpoint_000000/")[0].rsplit("/", 1)[-1].rsplit("-", 1)[-1]
+                    for key in bucket.keys(f"{prefix}/tune/") if "/checkpoint_000000/" in key}
+    for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'"):
+        trial, node = _tag(run, "maskvae.trial_id"), _tag(run, "maskvae.node_id")
+        if _tag(run, "maskvae.phase") != "tune" or trial not in checkpointed or not node:
+            continue
+        if [m.step for m in client.get_metric_history(run.info.run_id, "epoch")] == [1]:
+            return trial, node
     return None
 
 
-def test_a_preempted_worker_loses_nothing(cluster, synthetic_dataset, tmp_path):
+def test_a_preempted_worker_loses_nothing(cluster, s3, tmp_path):
+    """Dataset and Ray's storage on S3: the preempted trial resumes from its object-store checkpoint."""
+    from study.cli import main
+
     if not cluster["undisturbed"]:
         pytest.skip("needs the undisturbed study's ranking (test_demand_scales_workers_up_from_zero...)")
+    data, storage = s3.uri("data/faces"), s3.uri("studies/preempted")
+    assert main(["data", "synth", data, "--count", "160", "--size", "32", "--no-progress"]) == 0
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "study"
     args = ["study", "run", "--address", cluster["state"]["gcs_address"], "--out", str(out)]
-    args += set_args(study_options(synthetic_dataset, tracking, "preempted"))
+    args += set_args(study_options(data, tracking, "preempted", [f"ray.storage_path={storage}",
+                                                                "ray.shared_filesystem=false"]))
     # Epoch 2 starts late, so the trial is still running when its node goes.
-    slow = [{"point": "epoch_start", "phase": "tune", "epoch": 2, "action": "sleep", "seconds": 6.0}]
+    slow = [{"point": "epoch_start", "phase": "tune", "epoch": 2, "action": "sleep", "seconds": 10.0}]
     study = StudyProcess(args, cwd=tmp_path, faults=slow, env=_client_env(cluster))
     found = {}
+    last_look = {"t": 0.0}
 
     def checkpointed() -> bool:
-        hit = _running_trial_with_checkpoint(out)
+        if time.monotonic() - last_look["t"] < 1.0:  # MLflow and the bucket, read at most once a second
+            return False
+        last_look["t"] = time.monotonic()
+        hit = _running_trial_with_checkpoint(tracking, "preempted", s3, "studies/preempted")
         if hit:
             found["trial"], found["node"] = hit
         return hit is not None
@@ -216,7 +243,7 @@ def test_a_preempted_worker_loses_nothing(cluster, synthetic_dataset, tmp_path):
     trials = pd.read_parquet(out / "results" / "trials.parquet")
     assert len(trials) == 2 and (trials["status"] == "TERMINATED").all(), trials
     assert found["node"] not in {node["node_id"] for node in _workers(cluster)}, "the preempted node stays gone"
-    victim_id = found["trial"].rsplit("-", 1)[-1]
+    victim_id = found["trial"]
     finished_on = trials.set_index("trial_id").loc[victim_id, "node_id"]
     assert finished_on != found["node"], "the preempted trial finished on another node"
     client, runs = _runs(tracking, "preempted")

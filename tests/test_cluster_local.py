@@ -8,19 +8,19 @@ with the reason, only where PostgreSQL is not installed or cannot start on this 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
+
+from tests.helpers.localcluster import load_localcluster, postgres_unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -34,36 +34,10 @@ SMOKE_OPTIONS = [
 ]
 
 
-def _localcluster():
-    spec = importlib.util.spec_from_file_location("localcluster", REPO / "cluster" / "local" / "localcluster.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _postgres_unavailable(localcluster) -> str | None:
-    """Why PostgreSQL cannot run here, or None: the only reason these tests may skip."""
-    try:
-        localcluster.postgres_bin()
-    except localcluster.ClusterError as error:
-        return str(error)
-    root = Path(tempfile.mkdtemp(prefix="mvpg-probe-", dir="/tmp"))
-    try:
-        localcluster.start_postgres(root, localcluster.free_ports(1)[0], "probe")
-    except (localcluster.ClusterError, subprocess.CalledProcessError, OSError) as error:
-        detail = getattr(error, "stderr", b"") or b""
-        return f"PostgreSQL cannot start here: {error} {detail.decode(errors='replace') if isinstance(detail, bytes) else detail}"
-    finally:
-        localcluster.stop_postgres({"postgres": {"root": str(root), "bin": str(localcluster.postgres_bin()),
-                                                 "user": list(localcluster.postgres_user() or []) or None},
-                                    "state_dir": str(root)})
-    return None
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    localcluster = _localcluster()
-    reason = _postgres_unavailable(localcluster)
+    localcluster = load_localcluster()
+    reason = postgres_unavailable(localcluster)
     if reason:
         pytest.skip(f"{reason} (CI installs it: apt-get install -y postgresql)")
     root = tmp_path_factory.mktemp("cluster")

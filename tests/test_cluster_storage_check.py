@@ -1,10 +1,14 @@
-"""Preflight refuses plain local paths for a study whose trials run on more than one host."""
+"""Preflight refuses plain local paths for a study whose trials run on more than one host, or on
+nodes of this host that do not see its files."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from study.errors import UserInputError
-from study.driver.shared_storage import Mount, NodeFacts, is_shared, read_mounts, require_shared_storage, shared_storage_problems
+from study.driver.shared_storage import (Mount, NodeFacts, Witness, is_shared, local_paths, read_mounts,
+                                         require_shared_storage, shared_storage_problems, unseen_problems, witnesses)
 
 LOCAL_DISK = [Mount("/", "ext4"), Mount("/mnt/shared", "nfs4"), Mount("/mnt/bucket", "fuse.gcsfuse")]
 PATHS = {"data.path": "/data/celeba-144", "ray.storage_path": "/home/me/studies/ray"}
@@ -72,3 +76,44 @@ def test_read_mounts_decodes_escaped_mount_points(tmp_path):
     table.write_text("/dev/vda / ext4 rw 0 0\nserver:/export /mnt/my\\040data nfs4 rw 0 0\n")
     assert read_mounts(str(table)) == [Mount("/", "ext4"), Mount("/mnt/my data", "nfs4")]
     assert read_mounts(str(tmp_path / "missing")) == []
+
+
+# --- Same-host nodes that do not share the driver's disk: the witness check ------------------------
+
+def test_local_paths_keep_plain_paths_and_file_uris_only():
+    paths = {"data.path": "/data/faces", "ray.storage_path": "file:///runs/x/ray", "other": "s3://bucket/p"}
+    assert local_paths(paths) == {"data.path": "/data/faces", "ray.storage_path": "/runs/x/ray"}
+
+
+def test_witnesses_use_the_manifest_and_a_marker_that_leaves_nothing_behind(tmp_path):
+    data = tmp_path / "faces"
+    data.mkdir()
+    (data / "manifest.json").write_text('{"x": 1}')
+    storage = tmp_path / "study" / "ray"
+    with witnesses({"data.path": str(data), "ray.storage_path": str(storage)}, {"data.path": "manifest.json"}) as found:
+        by_field = {witness.field: witness for witness in found}
+        assert by_field["data.path"].file == str(data / "manifest.json")
+        marker = Path(by_field["ray.storage_path"].file)
+        assert marker.parent == storage and marker.is_file()
+        assert by_field["data.path"].digest != by_field["ray.storage_path"].digest
+    assert not marker.exists() and not (tmp_path / "study").exists(), "folders made for the check are removed"
+    assert (data / "manifest.json").exists()
+
+
+def test_a_node_that_sees_other_bytes_or_nothing_is_named_per_field():
+    nodes = [NodeFacts("aaaaaaaa11", "127.0.0.1", 1, 0), NodeFacts("bbbbbbbb22", "127.0.0.1", 1, 0)]
+    found = [Witness("data.path", "/tmp/faces", "/tmp/faces/manifest.json", "d1"),
+             Witness("ray.storage_path", "/tmp/s/ray", "/tmp/s/ray/.m", "d2")]
+    problems = unseen_problems(found, {"aaaaaaaa11": ["d1", "d2"], "bbbbbbbb22": [None, "other"]}, nodes)
+    assert len(problems) == 2
+    assert problems[0].startswith("data.path: /tmp/faces is a local path that 1 of the 2 trial nodes")
+    assert "bbbbbbbb on 127.0.0.1" in problems[0] and "aaaaaaaa" not in problems[0]
+    assert problems[1].startswith("ray.storage_path: ")
+    assert unseen_problems(found, {"aaaaaaaa11": ["d1", "d2"], "bbbbbbbb22": ["d1", "d2"]}, nodes) == []
+
+
+def test_a_node_that_never_answers_is_not_taken_as_sharing():
+    nodes = [NodeFacts("aaaaaaaa11", "127.0.0.1", 1, 0)]
+    found = [Witness("data.path", "/tmp/faces", "/tmp/faces/manifest.json", "d1")]
+    problems = unseen_problems(found, {"aaaaaaaa11": None}, nodes)
+    assert len(problems) == 1 and "did not answer" in problems[0] and "ray.shared_filesystem" in problems[0]

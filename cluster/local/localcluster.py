@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real multi-node Ray cluster on one machine, locked like the cloud ones.
 
-    python cluster/local/localcluster.py up   [--state DIR] [--workers 2]
+    python cluster/local/localcluster.py up   [--state DIR] [--workers 2] [--private-mounts]
     python cluster/local/localcluster.py env  [--state DIR]      # client settings, to `source`
     python cluster/local/localcluster.py down [--state DIR]
 
@@ -13,6 +13,10 @@
   - a Ray head with no CPUs (it runs the job driver only) and N worker nodes with one CPU each.
     Each node is its own `ray start` (own raylet, ports and temp dir), so trials really spread
     over nodes. `RAY_AUTH_MODE=token` on every node with a token generated for this cluster.
+    With `--private-mounts` (root, Linux) each worker node runs in its own mount namespace with
+    an empty private `/tmp` and `runs/`: like a machine of its own, it cannot see the driver's study
+    directory or a dataset there, so a study needs object storage (`s3://...`). Workers inherit
+    `up`'s environment: export the store's endpoint and credentials before `up`.
 
 `down` stops exactly the processes `up` started, found by the PIDs it recorded and their
 descendants (never a bare `ray stop`, which would kill every Ray instance on the machine).
@@ -26,6 +30,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -334,10 +339,38 @@ def ray_env(state_dir: Path, extra: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
-def start_node(name: str, args: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen:
+def hidden_paths() -> list[Path]:
+    """What a worker with private mounts cannot see: where studies, datasets and scratch live."""
+    return [Path("/tmp"), *([REPO / "runs"] if (REPO / "runs").is_dir() else [])]
+
+
+def private_mounts_problem(hidden: list[Path]) -> str | None:
+    """Why worker nodes cannot get private mounts here, or None."""
+    for needed, what in ((REPO, "this checkout"), (Path(sys.prefix), "this Python environment")):
+        for path in hidden:
+            if needed == path or path in needed.parents:
+                return f"--private-mounts hides {path} from the workers, but {what} ({needed}) is there"
+    if shutil.which("unshare") is None:
+        return "--private-mounts needs util-linux's `unshare`"
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "mount", "-t", "tmpfs", "probe",
+                            "/tmp"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"--private-mounts needs root and mount namespaces: unshare --mount failed: {probe.stderr.strip()}"
+    return None
+
+
+def private_mounts_prefix(hidden: list[Path]) -> list[str]:
+    """Run a command in a mount namespace of its own with an empty tmpfs over each hidden path.
+    `unshare` and `sh` exec into the command, so it keeps the PID `down` stops."""
+    mounts = " && ".join(f"mount -t tmpfs -o mode=1777 maskvae-private {shlex.quote(str(path))}" for path in hidden)
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", f'{mounts} && exec "$@"', "private-node"]
+
+
+def start_node(name: str, args: list[str], env: dict[str, str], log_file: Path,
+               prefix: list[str] | None = None) -> subprocess.Popen:
     # --block keeps `ray start` in the foreground as the node's owner: SIGTERM to it stops that
     # node's raylet, GCS, dashboard and workers, and nothing else.
-    command = [str(BIN / "ray"), "start", "--block", "--disable-usage-stats", *args]
+    command = [*(prefix or []), str(BIN / "ray"), "start", "--block", "--disable-usage-stats", *args]
     log(f"{name}: {' '.join(command)}")
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -388,8 +421,12 @@ def client_env(state: dict) -> dict[str, str]:
     }
 
 
-def up(state_dir: Path, workers: int, cpus_per_worker: int) -> dict:
+def up(state_dir: Path, workers: int, cpus_per_worker: int, private_mounts: bool = False) -> dict:
     state_dir = state_dir.resolve()
+    hidden = hidden_paths() if private_mounts else []
+    problem = private_mounts_problem(hidden) if private_mounts else None
+    if problem:
+        raise ClusterError(problem)
     existing = load_state(state_dir)
     if existing and any(_alive(pid) for pid in existing.get("pids", {}).values()):
         raise ClusterError(f"a local cluster from {state_dir} is still running: "
@@ -421,6 +458,7 @@ def up(state_dir: Path, workers: int, cpus_per_worker: int) -> dict:
         "mlflow": f"http://127.0.0.1:{mlflow_port}", "ports": {"postgres": pg_port, "mlflow": mlflow_port,
         "gcs": gcs_port, "dashboard": dashboard_port, "ray_client": client_port},
         "postgres": None, "pids": {}, "secrets": secret_values, "workers": workers,
+        "private_mounts": [str(path) for path in hidden],
     }
     save_state(state_dir, state)
     logs = state_dir / "logs"
@@ -453,13 +491,17 @@ def up(state_dir: Path, workers: int, cpus_per_worker: int) -> dict:
         ], head_env, logs / "ray-head.log")
         state["pids"]["ray-head"] = head.pid
         save_state(state_dir, state)
+        worker_env = ray_env(state_dir)
+        if hidden:  # the token file may sit under a hidden path: the workers get the token itself
+            worker_env.pop("RAY_AUTH_TOKEN_PATH")
+            worker_env["RAY_AUTH_TOKEN"] = token
         for index in range(1, workers + 1):
             name = f"worker-{index}"
             proc = start_node(name, [
                 f"--address=127.0.0.1:{gcs_port}", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus_per_worker}",
                 "--num-gpus=0", "--object-store-memory=100000000", f"--temp-dir={ray_root / name}",
                 *node_ports(name, state["ports"]),
-            ], ray_env(state_dir), logs / f"ray-{name}.log")
+            ], worker_env, logs / f"ray-{name}.log", prefix=private_mounts_prefix(hidden) if hidden else None)
             state["pids"][f"ray-{name}"] = proc.pid
             save_state(state_dir, state)
 
@@ -476,7 +518,7 @@ def up(state_dir: Path, workers: int, cpus_per_worker: int) -> dict:
                      for key, value in client_env(state).items()]
         write_private(state_dir / ENV_FILE, "\n".join(env_lines) + "\n")
         log(f"up in {time.monotonic() - started:.0f} s: Ray dashboard {state['dashboard']}, MLflow {state['mlflow']} "
-            f"(user {STUDY_USER}), {workers} workers. Client settings: source {state_dir / ENV_FILE}")
+            f"(user {STUDY_USER}), {workers} workers{' with private mounts' if hidden else ''}. Client settings: source {state_dir / ENV_FILE}")
         return state
     except BaseException:
         log("start failed; stopping what was started")
@@ -522,10 +564,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help=f"state directory (default {DEFAULT_STATE})")
     parser.add_argument("--workers", type=int, default=2, help="worker nodes (default 2)")
     parser.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs each worker node offers (default 1)")
+    parser.add_argument("--private-mounts", action="store_true",
+                        help="run each worker in its own mount namespace, with /tmp and runs/ private (root, Linux)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(args.state, args.workers, args.cpus_per_worker)
+            up(args.state, args.workers, args.cpus_per_worker, args.private_mounts)
         elif args.command == "down":
             down(args.state)
         else:

@@ -186,8 +186,11 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
 
 
 def _require_shared_storage(state: StudyState, config: StudyConfig) -> None:
-    """On a cluster whose trials can land on other hosts, local paths would split the study."""
-    from study.driver.shared_storage import NodeFacts, require_shared_storage
+    """On a cluster whose trials can land on other hosts, or on nodes of this host that do not share
+    its disk, local paths would split the study."""
+    from data.manifest import MANIFEST
+    from study.driver.shared_storage import (NodeFacts, local_paths, require_shared_storage, trial_nodes,
+                                             unseen_problems, witnesses)
 
     if config.ray.shared_filesystem:  # the user vouches that every node sees these paths
         return
@@ -195,10 +198,18 @@ def _require_shared_storage(state: StudyState, config: StudyConfig) -> None:
     driver = cluster.node_id()
     # Inside a Ray job the driver's own address can differ from the node table's: use the table.
     driver_host = next((node.host for node in nodes if node.node_id == driver), "")
-    require_shared_storage({"data.path": state.data_path, "ray.storage_path": state.storage_path}, nodes,
-                           driver_host=driver_host, cpus_per_trial=config.resources.cpus_per_trial,
-                           gpus_per_trial=config.resources.gpus_per_trial,
-                           existing_cluster=cluster.joins_existing_cluster(config.ray))
+    paths = {"data.path": state.data_path, "ray.storage_path": state.storage_path}
+    existing = cluster.joins_existing_cluster(config.ray)
+    resources = {"cpus_per_trial": config.resources.cpus_per_trial, "gpus_per_trial": config.resources.gpus_per_trial}
+    require_shared_storage(paths, nodes, driver_host=driver_host, existing_cluster=existing, **resources)
+    local, targets = local_paths(paths), trial_nodes(nodes, **resources)
+    if not existing or not local or not targets:
+        return
+    with witnesses(local, {"data.path": MANIFEST}) as found:
+        answers = cluster.file_digests_on_nodes([witness.file for witness in found], targets)
+    problems = unseen_problems(found, answers, nodes)
+    if problems:
+        raise UserInputError(problems, title="preflight failed: storage is not shared across the cluster")
 
 
 def _treat_sigterm_as_ctrl_c() -> None:

@@ -5,10 +5,17 @@ them. On a cluster whose trials can land on more than one host, a plain local pa
 splits the study across disks (or fails on the first node that lacks the dataset), so it is
 refused here, before any training. This module makes no Ray calls: the caller passes in what
 Ray knows about the nodes.
+
+Nodes on the driver's host usually share its disk, but not always (containers, private mounts):
+there the check asks each trial node for a witness file under every local path and compares its
+bytes with the driver's (`witnesses`, `unseen_problems`).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import hashlib
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -137,3 +144,84 @@ def require_shared_storage(paths: dict[str, str], nodes: Sequence[NodeFacts], *,
                                        mounts=mounts)
     if problems:
         raise UserInputError(problems, title="preflight failed: storage is not shared across the cluster")
+
+
+def trial_nodes(nodes: Sequence[NodeFacts], cpus_per_trial: float, gpus_per_trial: float) -> list[str]:
+    """Ids of the nodes big enough for one trial."""
+    return [n.node_id for n in nodes if n.cpus >= cpus_per_trial and n.gpus >= gpus_per_trial]
+
+
+def local_paths(paths: dict[str, str]) -> dict[str, str]:
+    """The fields whose value is a plain local path or a file:// URI, as local paths."""
+    local = {}
+    for field, path in paths.items():
+        scheme = urlparse(str(path)).scheme
+        if not storage.is_uri(path):
+            local[field] = str(path)
+        elif scheme == "file":
+            local[field] = urlparse(str(path)).path
+    return local
+
+
+@dataclass(frozen=True)
+class Witness:
+    """A file under a configured local path that every trial node must see with the driver's bytes."""
+
+    field: str
+    path: str
+    file: str
+    digest: str
+
+
+@contextlib.contextmanager
+def witnesses(paths: dict[str, str], existing_files: dict[str, str]) -> Iterator[list[Witness]]:
+    """One witness per field of `paths`: the file `existing_files[field]` names under it (a
+    dataset's manifest), or else a marker of fresh random bytes written there for the check and
+    removed after it, with any folder made for it (Ray's storage, which may not exist yet)."""
+    found, markers, made = [], [], []
+    try:
+        for field, path in paths.items():
+            folder = Path(path).expanduser().resolve()
+            if field in existing_files:
+                file = folder / existing_files[field]
+                data = file.read_bytes()
+            else:
+                missing = [parent for parent in [folder, *folder.parents] if not parent.exists()]
+                folder.mkdir(parents=True, exist_ok=True)
+                made.extend(missing)
+                file, data = folder / f".maskvae-shared-check-{secrets.token_hex(8)}", secrets.token_bytes(32)
+                file.write_bytes(data)
+                markers.append(file)
+            found.append(Witness(field, path, str(file), hashlib.sha256(data).hexdigest()))
+        yield found
+    finally:
+        for marker in markers:
+            marker.unlink(missing_ok=True)
+        for folder in made:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def unseen_problems(found: Sequence[Witness], answers: dict[str, list[str | None] | None],
+                    nodes: Sequence[NodeFacts]) -> list[str]:
+    """One problem per witnessed field that some trial node does not see as the driver does.
+    `answers` maps a node id to the digests it found (in `found`'s order), or None if it never answered."""
+    hosts = {node.node_id: node.host for node in nodes}
+
+    def named(ids: list[str]) -> str:
+        return ", ".join(f"{node[:8]} on {hosts.get(node, '?')}" for node in sorted(ids))
+
+    problems = []
+    for index, witness in enumerate(found):
+        blind = [node for node, digests in answers.items() if digests is not None and digests[index] != witness.digest]
+        silent = [node for node, digests in answers.items() if digests is None]
+        if blind:
+            problems.append(
+                f"{witness.field}: {witness.path} is a local path that {len(blind)} of the {len(answers)} trial "
+                f"nodes cannot see as this machine does ({named(blind)}): the nodes do not share this disk. Use an "
+                f"object-store URI (e.g. s3://bucket/...) or a path every node mounts")
+        elif silent:
+            problems.append(f"{witness.field}: could not check that every trial node sees {witness.path}: node(s) "
+                            f"{named(silent)} did not answer; use an object-store URI, or set "
+                            f"ray.shared_filesystem=true if every node shares this disk")
+    return problems

@@ -203,6 +203,41 @@ def cluster_nodes() -> list[dict[str, Any]]:
     return ray.nodes()
 
 
+@ray.remote(num_cpus=0, max_retries=0)
+def _file_digests(files: list[str]) -> list[str | None]:
+    import hashlib
+
+    digests: list[str | None] = []
+    for name in files:
+        try:
+            with open(name, "rb") as handle:
+                digests.append(hashlib.sha256(handle.read()).hexdigest())
+        except OSError:
+            digests.append(None)
+    return digests
+
+
+def file_digests_on_nodes(files: list[str], node_ids: list[str], timeout: float = 120.0) -> dict[str, list[str | None] | None]:
+    """What each node finds at `files`: each file's SHA-256, None for a file it cannot read, and
+    None for the whole node when it did not answer within `timeout`. A zero-CPU task pinned to each
+    node, so a busy cluster answers too."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    refs = {node: _file_digests.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(files)
+            for node in node_ids}
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
+    answers: dict[str, list[str | None] | None] = {}
+    for node, ref in refs.items():
+        try:
+            answers[node] = ray.get(ref) if ref in ready else None
+        except ray.exceptions.RayError:
+            answers[node] = None
+    for ref in refs.values():
+        if ref not in ready:
+            ray.cancel(ref, force=True)
+    return answers
+
+
 def default_concurrency(config: StudyConfig) -> int:
     """Trials the cluster can run at once. Tune keeps a single trial pending for a custom searcher,
     so without an explicit cap it would fill a cluster one trial at a time."""
