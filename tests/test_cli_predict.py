@@ -83,13 +83,19 @@ def test_the_champion_of_a_study_from_another_directory(registered, elsewhere, c
 
 
 def test_tracking_uri_from_the_flag_or_the_environment(registered, elsewhere, monkeypatch):
+    import tempfile
+
     work, faces = elsewhere
+    scratch = work / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     assert main(["predict", "--model", f"models:/{STUDY_NAME}@champion", "--tracking-uri", registered["uri"],
                  str(faces / "a.png"), "--out", "flag"]) == 0
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registered["uri"])
     assert main(["predict", "--model", f"runs:/{registered['run_id']}/model", str(faces / "a.png"), "--out", "env"]) == 0
     assert (work / "flag" / "a_reconstruction.png").is_file() and (work / "env" / "a_reconstruction.png").is_file()
     assert not (work / "mlflow.db").exists()
+    assert not list(scratch.rglob("model.json")), "the downloaded model is not left in the temp directory"
 
 
 def test_inputs_are_resized_as_the_models_data_was(registered, elsewhere):

@@ -54,9 +54,25 @@ def test_status_reports_the_best_by_the_objectives_mode(tmp_path, mode, best):
     ledger = TrialLedger(layout.ledger_file, "val_objective")
     for record in (_record("a", 0.2), _record("b", 0.5), _record("c", 9.0, status="ERROR", error="boom")):
         ledger.trial_finished(record)
+    ledger.write(force=True)
     cell = status_summary(tmp_path)["phases"]["tune"]["l1/mask"]
     assert cell["best"] == best
     assert dict(cell["counts"]) == {"finished": 2, "failed": 1}
+
+
+def test_the_ledger_is_written_at_most_once_a_second_and_never_more_than_a_second_behind(tmp_path):
+    import time
+
+    path = tmp_path / "trials.json"
+    ledger = TrialLedger(path, "val_objective")
+    began = time.monotonic()
+    for name in "abc":
+        ledger.trial_finished(_record(name, 0.1))
+    assert set(json.loads(path.read_text())["trials"]) == {"tune:a"}, "the first event is written at once, the rest wait"
+    while time.monotonic() - began < 3 and len(json.loads(path.read_text())["trials"]) < 3:
+        time.sleep(0.05)
+    assert len(json.loads(path.read_text())["trials"]) == 3, "a trailing write catches up without another event"
+    assert 0.8 <= time.monotonic() - began < 2.0
 
 
 def test_status_calls_trials_of_a_dead_driver_interrupted(tmp_path, capsys):

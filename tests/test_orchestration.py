@@ -1,4 +1,5 @@
-"""Ray-facing adapters against a real local Ray: the one private write maskvae makes to Ray's tuner."""
+"""Ray-facing adapters against a real local Ray, and the two private writes maskvae makes to Ray (a
+restored tuner's callbacks, the dashboard agent's port)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -127,3 +128,30 @@ def test_a_final_experiment_whose_trials_lost_their_settings_is_not_restored(tmp
         assert final_runs_intact(storage)
     finally:
         ray.shutdown()
+
+
+def test_the_dashboard_agent_port_override_reaches_ray_while_the_default_is_taken():
+    """`cluster._agent_port` is the one write to Ray's private `RayParams`: fail by name if a Ray
+    release stops building its parameters through it or renames the field."""
+    import inspect
+    import socket
+
+    from ray._private import parameter, worker
+
+    from study.orchestration import cluster
+
+    assert "ray._private.parameter.RayParams(" in inspect.getsource(worker.init), \
+        "ray.init no longer builds RayParams through the module attribute _agent_port replaces"
+    assert "dashboard_agent_listen_port" in inspect.signature(parameter.RayParams.__init__).parameters
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("", cluster.DEFAULT_AGENT_PORT))
+        except OSError:
+            pass  # already taken by someone else: just as good
+        original = parameter.RayParams
+        with cluster._agent_port(dashboard=True):
+            params = parameter.RayParams()
+        assert parameter.RayParams is original, "the original class is put back"
+    assert params.dashboard_agent_listen_port not in (None, cluster.DEFAULT_AGENT_PORT)
+    assert original().dashboard_agent_listen_port in (None, cluster.DEFAULT_AGENT_PORT)

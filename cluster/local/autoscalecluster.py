@@ -50,12 +50,7 @@ def log(message: str) -> None:
 
 
 def client_env(state: dict) -> dict[str, str]:
-    return {
-        "RAY_API_SERVER_ADDRESS": state["dashboard"],
-        "MASKVAE_RAY_GCS_ADDRESS": state["gcs_address"],
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN_PATH": state["token_path"],
-    }
+    return lc.ray_client_env(state)  # no MLflow server here: studies bring their own tracking URI
 
 
 def resolve_config(source: Path, gcs_address: str) -> dict:

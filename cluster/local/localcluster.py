@@ -408,12 +408,19 @@ def save_state(state_dir: Path, state: dict) -> None:
     write_private(state_dir / STATE_FILE, json.dumps(state, indent=2))
 
 
-def client_env(state: dict) -> dict[str, str]:
+def ray_client_env(state: dict) -> dict[str, str]:
+    """What a Ray client of this cluster sets: its addresses and token."""
     return {
         "RAY_API_SERVER_ADDRESS": state["dashboard"],
         "MASKVAE_RAY_GCS_ADDRESS": state["gcs_address"],
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": state["token_path"],
+    }
+
+
+def client_env(state: dict) -> dict[str, str]:
+    return {
+        **ray_client_env(state),
         "MLFLOW_TRACKING_URI": state["mlflow"],
         "MLFLOW_TRACKING_USERNAME": STUDY_USER,
         "MLFLOW_TRACKING_PASSWORD": state["secrets"]["study_password"],

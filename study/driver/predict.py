@@ -8,6 +8,7 @@ file for a store that does not exist) is left behind.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +78,9 @@ def check_tracking(tracking: Tracking, timeout: float = 10.0) -> str:
                              title="no tracking store") from None
 
 
-def fetch_model(model: str, tracking: Tracking) -> Path:
-    """A local model directory: the path itself, or the logged model downloaded from the tracking store."""
+def fetch_model(model: str, tracking: Tracking, scratch: Path) -> Path:
+    """A local model directory: the path itself, or the logged model downloaded from the tracking
+    store into `scratch`."""
     if not is_uri(model):
         path = Path(model)
         if not path.exists():
@@ -93,7 +95,7 @@ def fetch_model(model: str, tracking: Tracking) -> Path:
     from study.tracking.store import download_model
 
     try:
-        return download_model(model, uri)
+        return download_model(model, uri, into=scratch)
     except Exception as error:  # MLflow's own errors (unknown name, alias, run or artifact): say which, in one line
         raise UserInputError([f"--model {model}: not found in {uri} ({first_line(error)[:200]})"],
                              title="model not found") from None
@@ -114,5 +116,7 @@ def predict(model: str | None, images: list[Path], out: Path, *, tracking_uri: s
         raise UserInputError([f"--out {out}: is a file, not a directory"], title="bad output directory")
     output_names(images)
     decoded = read_images(images)
-    model_dir = fetch_model(model, choose_tracking(tracking_uri, study, study_dir))
-    return predict_with(model_dir, images, out, resize=resize, decoded=decoded)
+    tracking = choose_tracking(tracking_uri, study, study_dir)
+    with tempfile.TemporaryDirectory(prefix="maskvae-model-") as scratch:  # a downloaded model is not kept
+        model_dir = fetch_model(model, tracking, Path(scratch))
+        return predict_with(model_dir, images, out, resize=resize, decoded=decoded)
