@@ -136,11 +136,15 @@ def measure(*, count: int, losses: list[str], masks: list[bool], trials: int, ep
 
 
 def run(quick: bool) -> list[Row]:
-    # Ray's ASHA always runs a hypothesis's first trial in full and every trial for grace_period
-    # epochs: with 4 trials x 4 epochs that alone is over 40%. 16 trials x 10 epochs (the paper
-    # preset's 16 trials) with one epoch of grace and a reduction factor of 4 leaves room.
+    # The paper preset's tuning schedule: its epochs per trial, grace period and reduction factor,
+    # with its 16 trials per hypothesis. Ray's ASHA runs each hypothesis's first trial in full and
+    # every trial for the grace period, so those fix most of the cost.
+    from study.config.loading import preset_values
+
+    paper = preset_values("paper")
+    grace, reduction = paper["scheduler"]["grace_period"], paper["scheduler"]["reduction_factor"]
     if quick:
-        return measure(count=600, losses=["l2", "ssim"], masks=[True, False], trials=8, epochs=4, grace_period=1,
-                       reduction_factor=4, max_train_batches=1)
-    return measure(count=1200, losses=["l2", "ssim"], masks=[True, False], trials=16, epochs=10, grace_period=1,
-                   reduction_factor=4, max_train_batches=2)
+        return measure(count=600, losses=["l2", "ssim"], masks=[True, False], trials=8, epochs=10, grace_period=grace,
+                       reduction_factor=reduction, max_train_batches=1)
+    return measure(count=1200, losses=["l2", "ssim"], masks=[True, False], trials=paper["search"]["trials_per_hypothesis"],
+                   epochs=paper["train"]["epochs"], grace_period=grace, reduction_factor=reduction, max_train_batches=2)

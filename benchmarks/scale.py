@@ -50,15 +50,39 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class Windows:
-    """A trial listener that reads the driver's clocks and memory every `size` finished trials."""
+class Timed:
+    """A listener wrapped so that the wall time spent in it is counted (per window, by `Windows`)."""
 
-    def __init__(self, size: int):
+    def __init__(self, name: str, listener):
+        self.name, self.listener, self.seconds = name, listener, 0.0
+
+    def _call(self, method: str, *args) -> None:
+        clock = Stopwatch()
+        getattr(self.listener, method)(*args)
+        self.seconds += clock.lap()
+
+    def trial_started(self, record) -> None:
+        self._call("trial_started", record)
+
+    def trial_result(self, record, result) -> None:
+        self._call("trial_result", record, result)
+
+    def trial_finished(self, record) -> None:
+        self._call("trial_finished", record)
+
+
+class Windows:
+    """A trial listener that reads the driver's clocks and memory every `size` finished trials, and
+    how much of the wall time went to each timed listener."""
+
+    def __init__(self, size: int, timed: list[Timed] | None = None):
         self.size = size
         self.finished = 0
         self.cpu = Stopwatch(cpu=True)
         self.wall = Stopwatch()
         self.rows: list[dict[str, float]] = []
+        self.timed = timed or []
+        self._spent = {t.name: 0.0 for t in self.timed}
 
     def trial_started(self, record) -> None:
         pass
@@ -69,8 +93,12 @@ class Windows:
     def trial_finished(self, record) -> None:
         self.finished += 1
         if self.finished % self.size == 0:
-            self.rows.append({"trials": self.finished, "cpu_s_per_trial": self.cpu.lap() / self.size,
-                              "wall_s_per_trial": self.wall.lap() / self.size, "rss_mib": rss_mib()})
+            row = {"trials": self.finished, "cpu_s_per_trial": self.cpu.lap() / self.size,
+                   "wall_s_per_trial": self.wall.lap() / self.size, "rss_mib": rss_mib()}
+            for timed in self.timed:
+                row[f"{timed.name}_s_per_trial"] = (timed.seconds - self._spent[timed.name]) / self.size
+                self._spent[timed.name] = timed.seconds
+            self.rows.append(row)
 
 
 def drive(trials: int, hypotheses: int, window: int, root: Path) -> tuple[Windows, dict[str, Any]]:
@@ -89,10 +117,12 @@ def drive(trials: int, hypotheses: int, window: int, root: Path) -> tuple[Window
     tracker = MlflowTracker(f"sqlite:///{root / 'mlflow.db'}", "bench-scale", "bench", warn=lambda message: None)
     names = [h.name for h in config.hypotheses()]
     parents = {name: tracker.hypothesis_run(name, {}) for name in names}
-    windows = Windows(window)
     totals = {f"tune:{name}": config.search.trials_per_hypothesis for name in names}
-    listener = Listeners(MlflowListener(tracker, parents), TrialLedger(root / "trials.json", config.objective.metric),
-                         ProgressPrinter(totals, config.objective.metric, config.objective.mode), windows)
+    timed = [Timed("mlflow", MlflowListener(tracker, parents)),
+             Timed("ledger", TrialLedger(root / "trials.json", config.objective.metric)),
+             Timed("printer", ProgressPrinter(totals, config.objective.metric, config.objective.mode))]
+    windows = Windows(window, timed)
+    listener = Listeners(*timed, windows)
     trainable = tune.with_parameters(_with_work, work_s=0.0, checkpoint=True)
     storage = root / "ray"
     tuner = experiments.tuning_tuner(config, config.data.path, str(storage), listener, trainable=trainable)
@@ -111,11 +141,20 @@ def drive(trials: int, hypotheses: int, window: int, root: Path) -> tuple[Window
     }
 
 
-def measure(trials: int, early: int, window: int, hypotheses: int = 20, num_cpus: int = 2) -> list[Row]:
-    """Per-trial driver cost in the window ending at `early` trials against the last window (`trials`)."""
-    if not 0 < window <= early < trials or early % window or trials % window:
-        raise ValueError(f"expected 0 < window <= early < trials, both multiples of window; got "
-                         f"window={window}, early={early}, trials={trials}")
+def _mean(rows: list[dict[str, float]], key: str) -> float | None:
+    values = [row[key] for row in rows]
+    return sum(values) / len(values) if values else None
+
+
+def measure(trials: int, early: int, window: int, span: int = 2, hypotheses: int = 20, num_cpus: int = 2) -> list[Row]:
+    """Per-trial driver cost around trial `early` against the last trials: each the mean over `span`
+    windows of `window` trials (the ones starting just before `early`, and the last ones). Tune's
+    experiment snapshots come every few seconds and each costs more as the study grows, so a single
+    window holds one or none: spans of several windows compare the amortised cost."""
+    base_range, late_range = (early - window, early + (span - 1) * window), (trials - span * window, trials)
+    if not 0 < window <= early or early % window or trials % window or base_range[1] > late_range[0]:
+        raise ValueError(f"expected window <= early, both multiples of window, and the span around early to end "
+                         f"before the last {span} windows; got window={window}, early={early}, trials={trials}")
     from study.config.study import RayConfig
     from study.orchestration import cluster, experiments
 
@@ -126,17 +165,19 @@ def measure(trials: int, early: int, window: int, hypotheses: int = 20, num_cpus
             windows, details = drive(trials, hypotheses, window, Path(scratch))
         finally:
             cluster.stop_ray()
+    base_rows = [row for row in windows.rows if base_range[0] < row["trials"] <= base_range[1]]
+    late_rows = [row for row in windows.rows if late_range[0] < row["trials"] <= late_range[1]]
     by_count = {row["trials"]: row for row in windows.rows}
     at_early, at_end = by_count.get(early), by_count.get(trials)
-    details.update({"window": window, "windows": windows.rows,
+    details.update({"window": window, "span": span, "windows": windows.rows,
+                    "trials_compared": {"early": [base_range[0] + 1, base_range[1]], "late": [late_range[0] + 1, trials]},
                     "rss_mib": {"at_early": at_early and at_early["rss_mib"], "at_end": at_end and at_end["rss_mib"]}})
     rows = []
     for clock, what in (("cpu_s_per_trial", "driver CPU"), ("wall_s_per_trial", "driver wall")):
-        late = at_end and at_end[clock]
-        base = at_early and at_early[clock]
-        rows.append(Row(NAME, f"{what} per trial at trial {trials} (window of {window}), {details['hypotheses']} "
+        late, base = _mean(late_rows, clock), _mean(base_rows, clock)
+        rows.append(Row(NAME, f"{what} per trial over trials {late_range[0] + 1}-{trials}, {details['hypotheses']} "
                               "hypotheses, Optuna+ASHA+MLflow+ledger+printer, stub trials",
-                        "s/trial", late, base, f"the same at trial {early}",
+                        "s/trial", late, base, f"the same over trials {base_range[0] + 1}-{base_range[1]}",
                         TARGET if clock == "cpu_s_per_trial" else None, ratio(late, base), details=details))
     rows.append(Row(NAME, f"driver memory (RSS) after {trials} trials", "MiB", details["rss_mib"]["at_end"],
                     details["rss_mib"]["at_early"], f"after {early} trials",
@@ -145,4 +186,4 @@ def measure(trials: int, early: int, window: int, hypotheses: int = 20, num_cpus
 
 
 def run(quick: bool) -> list[Row]:
-    return measure(trials=60, early=20, window=20) if quick else measure(trials=2000, early=200, window=100)
+    return measure(trials=80, early=20, window=20) if quick else measure(trials=2000, early=200, window=100)

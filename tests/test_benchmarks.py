@@ -214,6 +214,8 @@ def test_scale_study_config_has_twenty_hypotheses_of_combined_losses():
     assert any("+" in name for name in names)
     with pytest.raises(ValueError, match="window"):
         measure(trials=60, early=25, window=20)
+    with pytest.raises(ValueError, match="before the last"):
+        measure(trials=60, early=40, window=20)  # 21-60 around trial 40 would overlap the last 41-60
 
 
 @pytest.mark.slow
@@ -223,9 +225,12 @@ def test_scale_reads_the_driver_per_window_through_the_real_stack():
 
     cpu, wall, memory = run(quick=True)
     details = cpu.details
-    assert details["trials"] == 60 and details["errors"] == 0 and details["mlflow_degraded"] is False
-    assert [w["trials"] for w in details["windows"]] == [20, 40, 60]
+    assert details["trials"] == 80 and details["errors"] == 0 and details["mlflow_degraded"] is False
+    windows = details["windows"]
+    assert [w["trials"] for w in windows] == [20, 40, 60, 80]
+    assert details["trials_compared"] == {"early": [1, 40], "late": [41, 80]}
     assert cpu.target is not None and cpu.value > 0 and cpu.baseline > 0
+    assert cpu.value == pytest.approx((windows[2]["cpu_s_per_trial"] + windows[3]["cpu_s_per_trial"]) / 2)
     assert cpu.ratio == pytest.approx(cpu.value / cpu.baseline)
     assert wall.value > 0 and wall.target is None
     assert memory.unit == "MiB" and memory.value > 100

@@ -48,3 +48,31 @@ def test_non_finite_results_are_left_to_the_trainer():
     scheduler.on_trial_add(None, trial)
     assert scheduler.on_trial_result(None, trial, {"epoch": 1, "val_objective": float("nan")}) == TrialScheduler.CONTINUE
     scheduler.on_trial_complete(None, trial, {"failure": "non-finite", "val_objective": float("nan")})
+
+
+class _Controller:
+    """The two views of a Tune controller the scheduler reads: every trial, and the live ones."""
+
+    def __init__(self, trials):
+        self.trials = trials
+
+    def get_trials(self):
+        raise AssertionError("choose_trial_to_run must not scan every trial of the experiment")
+
+    def get_live_trials(self):
+        return {trial for trial in self.trials if trial.status != "TERMINATED"}
+
+
+def test_the_next_trial_is_the_earliest_pending_then_paused_one_among_live_trials():
+    from ray.tune.experiment import Trial
+
+    scheduler = PerHypothesisScheduler(max_t=4, grace_period=1, reduction_factor=2, metric="val_objective", mode="min")
+    trials = [_Trial(name, {"hypothesis": "l2/mask"}) for name in ("done", "paused", "first", "second")]
+    for trial, status in zip(trials, (Trial.TERMINATED, Trial.PAUSED, Trial.PENDING, Trial.PENDING)):
+        trial.status = status
+        scheduler.on_trial_add(None, trial)
+    assert scheduler.choose_trial_to_run(_Controller(trials)).trial_id == "first"  # arrival order, not the set's
+    trials[2].status = trials[3].status = Trial.RUNNING
+    assert scheduler.choose_trial_to_run(_Controller(trials)).trial_id == "paused"
+    trials[1].status = Trial.RUNNING
+    assert scheduler.choose_trial_to_run(_Controller(trials)) is None
