@@ -14,7 +14,7 @@ from typing import Any
 
 from study.search.trials import TrialRecord
 
-# Rewriting the file costs more as a study grows (about 10 ms at 2,000 trials): at most once a
+# Rewriting the file costs more as a study grows (milliseconds at 2,000 trials): at most once a
 # second keeps it negligible, and a trailing write keeps the file at most a second behind.
 MIN_INTERVAL_S = 1.0
 
