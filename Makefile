@@ -44,9 +44,10 @@ smoke: setup
 	@echo "or use 'make status DIR=...', 'make report DIR=...' and 'make mlflow-ui'."
 
 ## The test suite (CPU, real Ray/Optuna/MLflow on loopback).
-# pytest exits 5 when it collects nothing: a suite that ran no test is a failure here.
+# pytest exits 5 when it collects nothing: a suite that ran no test is a failure here. The 15
+# slowest tests are listed at the end, to keep the suite within its time budget.
 test: setup-dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: setup-dev

@@ -34,10 +34,11 @@ def test_a_node_whose_raylet_died_leaves_the_list_and_the_rest_of_it_is_stopped(
     try:
         provider = module.CloudLikeFakeProvider.__new__(module.CloudLikeFakeProvider)
         provider.lock = threading.RLock()
-        provider._nodes = {"up": {"tags": {"kind": "worker"}, "node": _node(alive)},
+        provider._nodes = {"head": {"tags": {"kind": "head"}},  # the head's record: tags only
+                           "up": {"tags": {"kind": "worker"}, "node": _node(alive)},
                            "reclaimed": {"tags": {"kind": "worker"}, "node": _node(dead)}}
         reclaimed = provider._nodes["reclaimed"]["node"]
-        assert provider.non_terminated_nodes({}) == ["up"]
+        assert provider.non_terminated_nodes({}) == ["head", "up"]
         assert provider.is_terminated("reclaimed") and reclaimed.killed, "what is left of the node is stopped"
         assert provider.non_terminated_nodes({"kind": "worker"}) == ["up"]
     finally:

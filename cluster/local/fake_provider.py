@@ -43,5 +43,6 @@ class CloudLikeFakeProvider(FakeMultiNodeProvider):
 
 
 def _raylet_gone(record: dict) -> bool:
-    raylets = record["node"].all_processes.get(ray_constants.PROCESS_TYPE_RAYLET, [])
+    node = record.get("node")  # the head's record has none: this provider did not start it
+    raylets = node.all_processes.get(ray_constants.PROCESS_TYPE_RAYLET, []) if node is not None else []
     return bool(raylets) and all(info.process.poll() is not None for info in raylets)
