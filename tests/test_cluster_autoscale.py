@@ -17,7 +17,6 @@ CUDA and trains on the CPU. All nodes share this machine's disk; studies 1 and 3
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers.scripts import load_script
 from tests.studyproc import StudyProcess, set_args
 
 pytestmark = pytest.mark.slow
@@ -40,10 +40,7 @@ HYPOTHESES = {"l2/mask", "l2/nomask"}
 
 
 def _autoscalecluster():
-    spec = importlib.util.spec_from_file_location("autoscalecluster", REPO / "cluster" / "local" / "autoscalecluster.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cluster/local/autoscalecluster.py")
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,16 @@
 cloud reports a reclaimed instance (`cluster/local/fake_provider.py`)."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.scripts import load_script
 
 
 def _provider_module():
-    spec = importlib.util.spec_from_file_location("fake_provider", REPO / "cluster" / "local" / "fake_provider.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cluster/local/fake_provider.py")
 
 
 def _node(process) -> SimpleNamespace:

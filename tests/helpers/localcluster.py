@@ -1,19 +1,15 @@
 """The local multi-node cluster script (`cluster/local/localcluster.py`) for the cluster tests."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers.scripts import load_script
 
 
 def load_localcluster():
-    spec = importlib.util.spec_from_file_location("localcluster", REPO / "cluster" / "local" / "localcluster.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cluster/local/localcluster.py")
 
 
 def postgres_unavailable(localcluster) -> str | None:
