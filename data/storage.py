@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 _HASH_CHUNK = 1 << 22
 _OBJECT_STORE_FILESYSTEMS = ("s3", "gcs")
@@ -23,6 +24,15 @@ _OBJECT_STORE_FILESYSTEMS = ("s3", "gcs")
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
     return "://" in os.fspath(location)
+
+
+def local_path(location: str | os.PathLike[str]) -> str | None:
+    """The path on this machine's filesystem that a location names (a plain path, or a `file://`
+    URI); None for an object store or another remote filesystem."""
+    text = os.fspath(location)
+    if not is_uri(text):
+        return text
+    return urlparse(text).path if text.startswith("file://") else None
 
 
 def join(base: str | os.PathLike[str], *parts: str) -> str:

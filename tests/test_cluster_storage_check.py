@@ -117,3 +117,12 @@ def test_a_node_that_never_answers_is_not_taken_as_sharing():
     found = [Witness("data.path", "/tmp/faces", "/tmp/faces/manifest.json", "d1")]
     problems = unseen_problems(found, {"aaaaaaaa11": None}, nodes)
     assert len(problems) == 1 and "did not answer" in problems[0] and "ray.shared_filesystem" in problems[0]
+
+
+def test_the_storage_module_names_the_local_path_of_a_location():
+    from data import storage
+
+    assert storage.local_path("/data/faces") == "/data/faces"
+    assert storage.local_path("file:///runs/x/ray") == "/runs/x/ray"
+    assert storage.local_path("s3://bucket/p?endpoint_override=h:1&scheme=http") is None
+    assert storage.local_path("gs://bucket/p") is None

@@ -13,12 +13,10 @@ bytes with the driver's (`witnesses`, `unseen_problems`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from data import storage
 
@@ -76,9 +74,13 @@ def read_mounts(path: str = "/proc/mounts") -> list[Mount]:
     return mounts
 
 
+def _fits_a_trial(nodes: Sequence[NodeFacts], cpus_per_trial: float, gpus_per_trial: float) -> list[NodeFacts]:
+    return [n for n in nodes if n.cpus >= cpus_per_trial and n.gpus >= gpus_per_trial]
+
+
 def trial_hosts(nodes: Sequence[NodeFacts], cpus_per_trial: float, gpus_per_trial: float) -> set[str]:
     """Hosts with at least one node big enough for one trial."""
-    return {n.host for n in nodes if n.cpus >= cpus_per_trial and n.gpus >= gpus_per_trial}
+    return {n.host for n in _fits_a_trial(nodes, cpus_per_trial, gpus_per_trial)}
 
 
 def spans_hosts(nodes: Sequence[NodeFacts], driver_host: str, cpus_per_trial: float, gpus_per_trial: float) -> bool:
@@ -104,10 +106,9 @@ def _filesystem_type(path: str, mounts: Sequence[Mount]) -> str | None:
 
 def is_shared(path: str, mounts: Sequence[Mount]) -> bool:
     """An object-store/remote URI, or a local path on a network filesystem."""
-    scheme = urlparse(path).scheme
-    if storage.is_uri(path) and scheme not in ("", "file"):
+    local = storage.local_path(path)
+    if local is None:
         return True
-    local = urlparse(path).path if scheme == "file" else path
     fstype = _filesystem_type(local, mounts)
     return fstype is not None and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse."))
 
@@ -148,19 +149,12 @@ def require_shared_storage(paths: dict[str, str], nodes: Sequence[NodeFacts], *,
 
 def trial_nodes(nodes: Sequence[NodeFacts], cpus_per_trial: float, gpus_per_trial: float) -> list[str]:
     """Ids of the nodes big enough for one trial."""
-    return [n.node_id for n in nodes if n.cpus >= cpus_per_trial and n.gpus >= gpus_per_trial]
+    return [n.node_id for n in _fits_a_trial(nodes, cpus_per_trial, gpus_per_trial)]
 
 
 def local_paths(paths: dict[str, str]) -> dict[str, str]:
-    """The fields whose value is a plain local path or a file:// URI, as local paths."""
-    local = {}
-    for field, path in paths.items():
-        scheme = urlparse(str(path)).scheme
-        if not storage.is_uri(path):
-            local[field] = str(path)
-        elif scheme == "file":
-            local[field] = urlparse(str(path)).path
-    return local
+    """The fields whose value names this machine's filesystem (a plain path or a file:// URI), as paths."""
+    return {field: local for field, path in paths.items() if (local := storage.local_path(path)) is not None}
 
 
 @dataclass(frozen=True)
@@ -184,15 +178,14 @@ def witnesses(paths: dict[str, str], existing_files: dict[str, str]) -> Iterator
             folder = Path(path).expanduser().resolve()
             if field in existing_files:
                 file = folder / existing_files[field]
-                data = file.read_bytes()
             else:
                 missing = [parent for parent in [folder, *folder.parents] if not parent.exists()]
                 folder.mkdir(parents=True, exist_ok=True)
                 made.extend(missing)
-                file, data = folder / f".maskvae-shared-check-{secrets.token_hex(8)}", secrets.token_bytes(32)
-                file.write_bytes(data)
+                file = folder / f".maskvae-shared-check-{secrets.token_hex(8)}"
+                file.write_bytes(secrets.token_bytes(32))
                 markers.append(file)
-            found.append(Witness(field, path, str(file), hashlib.sha256(data).hexdigest()))
+            found.append(Witness(field, path, str(file), storage.Location.of(folder).sha256(file.name)))
         yield found
     finally:
         for marker in markers:

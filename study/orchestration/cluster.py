@@ -205,13 +205,14 @@ def cluster_nodes() -> list[dict[str, Any]]:
 
 @ray.remote(num_cpus=0, max_retries=0)
 def _file_digests(files: list[str]) -> list[str | None]:
-    import hashlib
+    from pathlib import Path
+
+    from data import storage
 
     digests: list[str | None] = []
     for name in files:
         try:
-            with open(name, "rb") as handle:
-                digests.append(hashlib.sha256(handle.read()).hexdigest())
+            digests.append(storage.Location.of(Path(name).parent).sha256(Path(name).name))
         except OSError:
             digests.append(None)
     return digests
@@ -257,8 +258,6 @@ def stop_ray() -> None:
 
 def node_id() -> str:
     return ray.get_runtime_context().get_node_id()
-
-
 
 
 # --- Sharing a cluster between studies ------------------------------------------------------------
