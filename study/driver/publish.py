@@ -99,9 +99,7 @@ def _publish_to_mlflow(layout: StudyLayout, state: StudyState, config: StudyConf
     its registered version. Returns the champion's version, when registered."""
     view, region = config.final.champion.view, config.final.champion.region
     basis = criterion_ranking(rankings, view, region)
-    for ranking in rankings.values():
-        if ranking is not basis and (ranking.view, ranking.region) not in PARENT_METRIC_PAIRS:
-            continue
+    for ranking in _on_parent_runs(rankings, basis):
         cis = parent_ci_tags(ranking)
         for hypothesis, metrics in parent_metrics(ranking).items():
             tracker.log_values(state.parents.get(hypothesis), metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
@@ -129,11 +127,15 @@ def _publish_to_mlflow(layout: StudyLayout, state: StudyState, config: StudyConf
                                      criterion=CHAMPION_CRITERION, detail=winner_sentence(basis))
 
 
-def _share_hypotheses_view(state: StudyState, tracker: MlflowTracker, rankings: dict[str, Ranking],
+def _on_parent_runs(rankings: dict[tuple[str, str], Ranking], basis: Ranking) -> list[Ranking]:
+    """The rankings whose numbers go on the hypothesis runs: the headline pairs and the champion's."""
+    return [r for r in rankings.values() if r is basis or (r.view, r.region) in PARENT_METRIC_PAIRS]
+
+
+def _share_hypotheses_view(state: StudyState, tracker: MlflowTracker, rankings: dict[tuple[str, str], Ranking],
                            basis: Ranking) -> None:
     """The runs table of the printed link: ranks, tuned params, then the champion criterion's metrics."""
-    columns = [column("metrics", rank_key(r.region, r.view)) for r in rankings.values()
-               if r is basis or (r.view, r.region) in PARENT_METRIC_PAIRS]
+    columns = [column("metrics", rank_key(r.region, r.view)) for r in _on_parent_runs(rankings, basis)]
     columns += [column("params", p) for p in ("kl_weight", "lr", "epochs", "best_trial")]
     measured = set(basis.summary.loc[basis.summary["mean"].map(math.isfinite), "metric"])
     columns += [column("metrics", headline_key(basis, metric)) for metric in basis.metrics if metric in measured]

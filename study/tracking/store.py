@@ -171,9 +171,9 @@ def _first_use_lock(database: Path | None):
         yield
 
 
-def download_model(uri: str, tracking_uri: str | None = None, into: Path | None = None) -> Path:
+def download_model(uri: str, tracking_uri: str | None, into: Path) -> Path:
     """A local directory holding an exported model, from a path, `runs:/` or `models:/name@alias` URI
-    (downloaded under `into`, which the caller removes; MLflow's own temp directory otherwise)."""
+    (downloaded under `into`, which the caller removes)."""
     if not storage.is_uri(uri) and not uri.startswith(("models:", "runs:")):
         return Path(uri)
     import mlflow
@@ -188,4 +188,4 @@ def download_model(uri: str, tracking_uri: str | None = None, into: Path | None 
             version = client.get_model_version(name, number)
         uri = version.source
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=resolved_tracking_uri(tracking_uri),
-                                                    dst_path=str(into) if into is not None else None))
+                                                    dst_path=str(into)))
