@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import secrets
 import signal
@@ -72,16 +71,7 @@ def up(state_dir: Path, config_file: Path) -> dict:
     gcs_port, dashboard_port, client_port = lc.free_ports(3)
     gcs_address = f"127.0.0.1:{gcs_port}"
     config = resolve_config(config_file, gcs_address)  # a bad config stops here, before anything exists
-    existing = lc.load_state(state_dir)
-    if existing and any(lc._alive(pid) for pid in existing.get("pids", {}).values()):
-        raise lc.ClusterError(f"a cluster from {state_dir} is still running: "
-                              f"python cluster/local/autoscalecluster.py down --state {state_dir}")
-    if existing:
-        down(state_dir)
-    elif state_dir.exists() and any(state_dir.iterdir()):
-        raise lc.ClusterError(f"{state_dir} is not empty and holds no {lc.STATE_FILE}: give a new or empty --state directory")
-    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    os.chmod(state_dir, 0o700)
+    lc.claim_state_dir(state_dir, "autoscalecluster.py")
     ray_root = Path(tempfile.mkdtemp(prefix="mvas-", dir="/tmp"))  # short: unix socket paths are capped
     lc.write_private(state_dir / RESOLVED_CONFIG, yaml.safe_dump(config))
     token = secrets.token_hex(32)

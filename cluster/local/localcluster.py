@@ -428,16 +428,13 @@ def client_env(state: dict) -> dict[str, str]:
     }
 
 
-def up(state_dir: Path, workers: int, cpus_per_worker: int, private_mounts: bool = False) -> dict:
-    state_dir = state_dir.resolve()
-    hidden = hidden_paths() if private_mounts else []
-    problem = private_mounts_problem(hidden) if private_mounts else None
-    if problem:
-        raise ClusterError(problem)
+def claim_state_dir(state_dir: Path, script: str) -> None:
+    """Ready `state_dir` for a new cluster: refuse it while its cluster still runs, stop what is left
+    of a stopped one and remove what its `up` wrote, and refuse a folder that holds anything else."""
     existing = load_state(state_dir)
     if existing and any(_alive(pid) for pid in existing.get("pids", {}).values()):
         raise ClusterError(f"a local cluster from {state_dir} is still running: "
-                           f"python cluster/local/localcluster.py down --state {state_dir}")
+                           f"python cluster/local/{script} down --state {state_dir}")
     if existing:
         down(state_dir, quiet=True)
     elif state_dir.exists() and any(state_dir.iterdir()):
@@ -450,6 +447,15 @@ def up(state_dir: Path, workers: int, cpus_per_worker: int, private_mounts: bool
             target.unlink(missing_ok=True)
     (state_dir / "logs").mkdir(parents=True)
     os.chmod(state_dir, 0o700)
+
+
+def up(state_dir: Path, workers: int, cpus_per_worker: int, private_mounts: bool = False) -> dict:
+    state_dir = state_dir.resolve()
+    hidden = hidden_paths() if private_mounts else []
+    problem = private_mounts_problem(hidden) if private_mounts else None
+    if problem:
+        raise ClusterError(problem)
+    claim_state_dir(state_dir, "localcluster.py")
 
     # Unix socket paths are capped at ~107 bytes: keep Ray's temp dirs short, in /tmp.
     ray_root = Path(tempfile.mkdtemp(prefix="mvray-", dir="/tmp"))
