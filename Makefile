@@ -14,7 +14,7 @@ DIR ?=
 TRACKING_URI ?= sqlite:///mlflow.db
 PORT ?= 5000
 
-.PHONY: setup setup-dev smoke test bench status report resume mlflow-ui clean
+.PHONY: setup setup-dev smoke test bench status report resume mlflow-ui clean clean-results
 
 setup: $(RUNTIME_STAMP)
 
@@ -61,8 +61,19 @@ status report resume: setup
 ## The MLflow UI on this machine only: make mlflow-ui [TRACKING_URI=...] [PORT=5000]
 mlflow-ui: setup
 	@case "$(TRACKING_URI)" in sqlite:///mlflow.db) test -f mlflow.db || { echo "make mlflow-ui: no mlflow.db here yet: run make smoke first, or pass TRACKING_URI=..." >&2; exit 2; };; esac
+	@$(BIN)/python -c "import socket, sys; socket.socket().bind(('127.0.0.1', int(sys.argv[1])))" "$(PORT)" 2>/dev/null \
+		|| { echo "make mlflow-ui: port $(PORT) on 127.0.0.1 is in use (another MLflow UI?): pass PORT=..." >&2; exit 2; }
 	@echo "==> MLflow UI on http://127.0.0.1:$(PORT) (Ctrl-C stops it)"
 	$(BIN)/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port $(PORT)
 
+## The environment and build leftovers only: studies (runs/) and their MLflow records stay.
 clean:
-	rm -rf $(VENV) runs mlruns mlflow.db mlartifacts
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+## Deletes every study and its MLflow records here, after asking (CONFIRM=yes skips the question).
+clean-results:
+	@echo "This deletes runs/ mlruns/ mlartifacts/ and mlflow.db (every study and its MLflow records) here."
+	@test "$(CONFIRM)" = yes || { printf "Type yes to delete them: "; read answer; test "$$answer" = yes; } \
+		|| { echo "make clean-results: nothing deleted" >&2; exit 1; }
+	rm -rf runs mlruns mlflow.db mlflow.db-wal mlflow.db-shm mlartifacts
