@@ -13,13 +13,16 @@ from study.analysis.report import write_report
 from study.analysis.scores import pairs_present
 from study.analysis.tables import format_headline, ordered, winner_sentence
 from study.config.study import StudyConfig
+from study.config.views import HEADLINE, PAPER, PARENT_METRIC_PAIRS
 from study.driver.commands import command
 from study.driver.layout import StudyLayout
-from study.driver.state import StudyState
+from study.driver.preflight import lpips_in_study
+from study.driver.state import StudyState, load_study
 from study.errors import UserInputError
+from study.search.trials import Phase
 from study.tracking.links import (absolute_store_uri, column, hypotheses_link, hypotheses_view, model_version_link,
                                   ui_base)
-from study.tracking.tags import CHAMPION_TAG, STUDY_NAME_TAG, WINNER_TAG
+from study.tracking.tags import CHAMPION_TAG, CI_TAG_PREFIX, STUDY_NAME_TAG, WINNER_TAG
 from study.tracking.tracker import MlflowTracker
 
 def rankings_from_scores(scores: pd.DataFrame, seed: int = 0, n_boot: int = 2000) -> dict[tuple[str, str], Ranking]:
@@ -36,17 +39,13 @@ def _result_tables(ranking: Ranking) -> dict[str, pd.DataFrame]:
 
 # --- MLflow view of the results: parent runs, champion, links (tracking side of publish) -------
 CHAMPION_CRITERION = "overall rank"
-CI_TAG_PREFIX = "maskvae.ci."
-# The (view, region) pairs whose numbers go on the hypothesis runs as metrics: the headline and the
-# paper's protocol, about a dozen charts in MLflow's chart view; every pair is in the report's tables.
-PARENT_METRIC_PAIRS = (("decoder", "face"), ("composed", "full"))
 
 
 def section(view: str, region: str) -> str:
     """The chart-view section of a (view, region). MLflow orders sections alphabetically: the paper's
     protocol is named so that the headline (decoder face) comes first."""
     name = f"{view} {region}"
-    return f"paper: {name}" if (view, region) == ("composed", "full") else name
+    return f"paper: {name}" if (view, region) == PAPER else name
 
 
 def _section(ranking: Ranking) -> str:
@@ -178,8 +177,8 @@ def write_study_report(layout: StudyLayout, state: StudyState, config: StudyConf
     return report_path, rankings
 
 
-def criterion_ranking(rankings: dict[tuple[str, str], Ranking], view: str = "decoder",
-                      region: str = "face") -> Ranking:
+def criterion_ranking(rankings: dict[tuple[str, str], Ranking], view: str = HEADLINE[0],
+                      region: str = HEADLINE[1]) -> Ranking:
     """The ranking the champion is chosen on: (view, region), or the first available pair without it."""
     if not rankings:
         raise ValueError("no rankings to choose a champion from")
@@ -189,7 +188,7 @@ def criterion_ranking(rankings: dict[tuple[str, str], Ranking], view: str = "dec
     return ordered(rankings)[0]
 
 
-def champion_of(rankings: dict[tuple[str, str], Ranking], view: str = "decoder", region: str = "face") -> str:
+def champion_of(rankings: dict[tuple[str, str], Ranking], view: str = HEADLINE[0], region: str = HEADLINE[1]) -> str:
     """Rank 1 on the overall ranking of (view, region). A tie at rank 1 goes to the higher bootstrap
     P(best), then the grid order: a champion must be one model, and the report states the tie."""
     overall = criterion_ranking(rankings, view, region).overall
@@ -214,7 +213,7 @@ def publish(layout: StudyLayout, state: StudyState, config: StudyConfig, manifes
 
 def print_next_steps(out_dir: Path, state: StudyState, tracker: MlflowTracker | None = None,
                      champion: str | None = None, version: str | None = None,
-                     criterion: tuple[str, str] = ("decoder", "face")) -> None:
+                     criterion: tuple[str, str] = HEADLINE) -> None:
     """The commands and links that open this study's results, runnable as printed."""
     uri = absolute_store_uri(state.tracking_uri)
     ui = ui_base(uri)
@@ -238,15 +237,13 @@ def print_next_steps(out_dir: Path, state: StudyState, tracker: MlflowTracker | 
 
 def regenerate_report(directory: Path) -> Path:
     from data.manifest import load_manifest
-    from models.perceptual import lpips_available
 
-    state = StudyState.load(directory)
-    config = StudyConfig.model_validate(state.config)
-    if not state.at_least("rank"):
+    state, config = load_study(directory)
+    if not state.at_least(Phase.RANK):
         raise UserInputError([f"{directory}: the study is in phase '{state.phase}'; finish it with "
                               f"`maskvae study resume {directory}` first"], title="no results to report yet")
     path, rankings = write_study_report(StudyLayout(directory), state, config, load_manifest(state.data_path),
-                                        lpips_available() and config.final.lpips != "off")
+                                        lpips_in_study(config))
     print(format_headline(rankings))
     print(f"report: {path}")
     return path

@@ -18,11 +18,11 @@ from study.driver.layout import StudyLayout
 from study.driver.ledger import TrialLedger
 from study.driver.preflight import default_out_dir, ensure_dataset, package_versions, preflight
 from study.driver.progress import ProgressPrinter
-from study.driver.state import StudyState
+from study.driver.state import StudyState, load_study
 from study.errors import UserInputError
 from study.orchestration import cluster, experiments
 from study.search.selection import best_per_hypothesis, final_runs
-from study.search.trials import Listeners, TrialRecord
+from study.search.trials import Listeners, Phase, TrialRecord
 from study.tracking.links import absolute_store_uri
 from study.tracking.listener import MlflowListener
 from study.tracking.naming import claim_names
@@ -60,9 +60,8 @@ def run_study(config: StudyConfig, out_dir: Path | None = None) -> Path:
 
 
 def resume_study(out_dir: Path) -> Path:
-    state = StudyState.load(out_dir)
-    config = StudyConfig.model_validate(state.config)
-    if state.phase == "done":
+    state, config = load_study(out_dir)
+    if state.phase == Phase.DONE:
         print(f"study {state.name} ({out_dir}) is already complete; nothing to do. Report: {StudyLayout(out_dir).report}")
         return out_dir
     port = cluster.dashboard_port(config.ray)
@@ -135,7 +134,7 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
     listener = Listeners(mlflow_listener, ledger,
                          ProgressPrinter(totals, config.objective.metric, config.objective.mode))
     try:
-        if state.phase == "tune":
+        if state.phase == Phase.TUNE:
             print(f"tuning {len(hypotheses)} hypotheses x {config.search.trials_per_hypothesis} trials "
                   f"({config.train.epochs} epochs max, {config.scheduler.kind})")
             records = _fit_phase(config, state, experiments.TUNE_EXPERIMENT, listener,
@@ -149,9 +148,9 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
             missing = [h for h in hypotheses if h not in state.best]
             if missing:
                 print(f"warning: no successful trial for {', '.join(missing)}: left out of the final phase")
-            state.phase = "final"
+            state.phase = Phase.FINAL
             state.save(out_dir)
-        if state.phase == "final":
+        if state.phase == Phase.FINAL:
             runs = final_runs(state.best, hypotheses, config.final.seeds, config.search.seed)
             if not runs:
                 raise RuntimeError("every tuning trial failed, so there is nothing to retrain; the errors are in "
@@ -161,7 +160,7 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
                                  lambda: experiments.final_tuner(config, runs, state.data_path, state.storage_path, listener),
                                  mlflow_listener, ledger)
             collect_final(layout, records, tracker, state, hypotheses)
-            state.phase = "rank"
+            state.phase = Phase.RANK
             state.save(out_dir)
     except KeyboardInterrupt:
         closed = tracker.close_open_runs("KILLED")
@@ -171,7 +170,7 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
         raise
     finally:
         cluster.stop_ray()
-    if state.phase == "rank":
+    if state.phase == Phase.RANK:
         from study.driver.publish import publish
 
         publish(layout, state, config, manifest, tracker, lpips_available)
@@ -180,7 +179,7 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
         dangling = tracker.close_open_runs("KILLED")
         if dangling:
             print(f"marked {dangling} MLflow runs KILLED: their trials were lost with the driver and re-run")
-        state.phase = "done"
+        state.phase = Phase.DONE
         state.save(out_dir)
     return out_dir
 

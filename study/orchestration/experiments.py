@@ -23,11 +23,11 @@ from study.orchestration.cluster import default_concurrency, reuse_actors
 from study.orchestration.startgate import StartGate
 from study.orchestration.trainables import final_trial, trial_actor_class, tune_trial
 from study.search.optuna_search import HypothesisSearch
-from study.search.trials import TrialListener, TrialRecord
+from study.search.trials import Phase, TrialListener, TrialRecord
 
-TUNE_EXPERIMENT = "tune"
-FINAL_EXPERIMENT = "final"
-PHASE_EXPERIMENTS = (TUNE_EXPERIMENT, FINAL_EXPERIMENT)
+TUNE_EXPERIMENT = Phase.TUNE
+FINAL_EXPERIMENT = Phase.FINAL
+PHASE_EXPERIMENTS = Phase.TRIALS
 # Per ended trial: the newest and one older, a fallback when the newest is unreadable.
 KEEP_CHECKPOINTS = 2
 # Other studies' drivers on this host start their experiments in other seconds (startgate.py).

@@ -15,6 +15,7 @@ from ray.tune import Checkpoint
 from study.config.study import StudyConfig
 from study.orchestration.cluster import node_id
 from study.search.objective import finite_or_none
+from study.search.trials import Phase
 from study.training import faults
 
 _DATA_CACHE: dict[str, Any] = {}
@@ -164,7 +165,7 @@ def tune_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str)
     study = StudyConfig.model_validate_json(study_json)
     config = study.trial_config(trial_config["hypothesis"], trial_config["kl_weight"], trial_config["lr"],
                                 seed=study.search.seed)
-    faults.set_context(phase="tune", hypothesis=config.hypothesis, index=trial_config.get("index"))
+    faults.set_context(phase=Phase.TUNE, hypothesis=config.hypothesis, index=trial_config.get("index"))
     _run_trial(lambda workdir, resume: train(config, _dataset(data_path), _report_to_tune, checkpoint=resume,
                                              workdir=workdir), "maskvae-trial-", study.objective.metric)
 
@@ -174,14 +175,14 @@ def final_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str
 
     study = StudyConfig.model_validate_json(study_json)
     run = trial_config["run"]
-    faults.set_context(phase="final", hypothesis=run["hypothesis"], seed=run["seed"])
+    faults.set_context(phase=Phase.FINAL, hypothesis=run["hypothesis"], seed=run["seed"])
     _run_trial(lambda workdir, resume: run_final(study, run, _dataset(data_path), _report_to_tune, workdir, resume),
                "maskvae-final-", study.objective.metric)
 
 
 
 
-ACTOR_CLASS_NAMES = {"tune": "TuneTrial", "final": "FinalRun"}
+ACTOR_CLASS_NAMES = {Phase.TUNE: "TuneTrial", Phase.FINAL: "FinalRun"}
 
 
 def trial_actor_class(trainable, phase: str, reused: bool) -> type:

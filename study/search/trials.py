@@ -7,18 +7,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from study.search.objective import finite_or_none
 
-PHASES = ("tune", "final")
+
+class Phase:
+    """A study's phases, in the order it passes through them. Trials run in TUNE and FINAL only;
+    each of those is also the name of its Ray experiment and the phase of its `TrialRecord`s."""
+
+    TUNE: Final = "tune"
+    FINAL: Final = "final"
+    RANK: Final = "rank"
+    DONE: Final = "done"
+    ORDER: Final = (TUNE, FINAL, RANK, DONE)
+    TRIALS: Final = (TUNE, FINAL)
+
+
+PhaseName = Literal["tune", "final", "rank", "done"]
 # Ray's trial states that mean the trial has ended.
 ENDED = ("TERMINATED", "ERROR")
 
 
 @dataclass(frozen=True)
 class TrialRecord:
-    phase: str
+    phase: PhaseName
     trial_id: str
     config: Mapping[str, Any]
     status: str

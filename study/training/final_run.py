@@ -12,6 +12,7 @@ from study.training.device import plan_device
 from study.training.evaluation import evaluate
 from study.training.images import reconstruction_rows, save_grid, save_rows
 from study.config.study import StudyConfig
+from study.config.views import HEADLINE, PAPER
 from study.training.trainer import build_model, train
 
 RUN_SCORES_FILE = "scores.parquet"
@@ -59,8 +60,8 @@ def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: C
     (result_dir / "checkpoint.pt").write_bytes((Path(source) / "checkpoint.pt").read_bytes())
 
     # The paper's protocol (composed, full image) as test_<metric>; the headline view beside it.
-    paper = scores[(scores["view"] == "composed") & (scores["region"] == "full")]
-    decoder = scores[(scores["view"] == "decoder") & (scores["region"] == "face")]
+    paper = scores[(scores["view"] == PAPER[0]) & (scores["region"] == PAPER[1])]
+    decoder = scores[(scores["view"] == HEADLINE[0]) & (scores["region"] == HEADLINE[1])]
     test_means = {f"test_{name}": float(paper[name].mean()) for name in METRIC_NAMES}
     test_means.update({f"test_decoder_face_{name}": float(decoder[name].mean()) for name in METRIC_NAMES})
     final_metrics = {**metrics, **test_means, "best_epoch": float(best_epoch), "evaluated": 1.0}
