@@ -264,3 +264,44 @@ def test_the_vocabulary_check_catches_each_kind_of_stray_word():
     assert not _vocabulary_problems(VIEWS_HOME, ast.parse('HEADLINE = ("decoder", "face")'))
 
 
+
+def _unwraps_run(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Compare) and _is_str(node.left, {"run"})
+            and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops)
+            or isinstance(node, ast.Subscript) and _is_str(node.slice, {"run"}))
+
+
+def test_final_trials_are_fed_flat_without_a_run_wrapper():
+    """A final trial's config is the run itself: nothing tests for or reads a "run" key."""
+    problems = [f"{path.relative_to(ROOT)}:{node.lineno}" for module, path, tree in _study_trees()
+                for node in ast.walk(tree) if _unwraps_run(node)]
+    assert not problems, "\n".join(problems)
+    assert _unwraps_run(ast.parse('x = "run" in trial.config').body[0].value)
+
+
+def _module_level_mutables(tree: ast.Module) -> list[tuple[int, str]]:
+    found = []
+    mutable_calls = {"dict", "list", "set", "defaultdict", "OrderedDict", "Counter", "deque"}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        mutable = isinstance(value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)) or (
+            isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in mutable_calls)
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        # UPPER_CASE dicts are constant tables by convention; state that changes is spelled lower-case.
+        if mutable and any(not name.isupper() for name in names):
+            found.append((node.lineno, ", ".join(names)))
+    return found
+
+
+def test_orchestration_keeps_no_mutable_module_state():
+    """A worker's trial state lives in one context object per trial, not in module globals that a
+    reused actor carries from one trial to the next."""
+    problems = [f"{path.relative_to(ROOT)}:{line}: {names}" for module, path, tree in _study_trees()
+                if _within(module, ["study.orchestration"]) for line, names in _module_level_mutables(tree)]
+    assert not problems, "\n".join(problems)
+    assert _module_level_mutables(ast.parse("_cache: dict = {}"))
