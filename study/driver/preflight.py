@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from data import storage
 from data.manifest import MANIFEST
@@ -51,7 +51,15 @@ def ensure_dataset(config: StudyConfig, progress: bool = True) -> str:
     return storage.absolute(path)
 
 
-def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PreflightResult:
+    """What the checks found that the study goes on with."""
+
+    tracking_uri: str  # resolved: MLflow's default store made explicit
+    lpips_available: bool  # this study scores LPIPS (`lpips_in_study`)
+
+
+def preflight(config: StudyConfig, out_dir: Path) -> PreflightResult:
     """Checks that leave nothing behind: storage reachable and writable (local or object store, the
     MLflow artifact root included), tracking reachable, LPIPS weights present. All before Ray starts
     and before any MLflow run exists."""
@@ -83,7 +91,7 @@ def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
 
             print(f"note: LPIPS left out: no AlexNet weights at {lpips_weights_path()} "
                   "(README: LPIPS needs AlexNet weights)")
-    return {"tracking_uri": uri, "lpips_available": lpips_in_study(config, lpips_ok)}
+    return PreflightResult(tracking_uri=uri, lpips_available=lpips_in_study(config, lpips_ok))
 
 
 def lpips_in_study(config: StudyConfig, available: bool | None = None) -> bool:

@@ -48,11 +48,11 @@ def run_study(config: StudyConfig, out_dir: Path | None = None) -> Path:
     checks = preflight(config, out_dir)
     state.data_path = ensure_dataset(config)
     state.storage_path = config.ray.storage_path or str(StudyLayout(out_dir).ray_storage.resolve())
-    state.tracking_uri = absolute_store_uri(checks["tracking_uri"])
+    state.tracking_uri = absolute_store_uri(checks.tracking_uri)
     fresh = not out_dir.exists()
     state.save(out_dir)
     try:
-        return execute(state, config, out_dir, checks["lpips_available"], dashboard_port=port)
+        return execute(state, config, out_dir, checks.lpips_available, dashboard_port=port)
     except UserInputError:
         if fresh and not any(state.parents.values()):  # refused before any run began: leave no half-made study
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -67,7 +67,7 @@ def resume_study(out_dir: Path) -> Path:
     port = cluster.dashboard_port(config.ray)
     checks = preflight(config, out_dir)
     ensure_dataset(config)
-    return execute(state, config, out_dir, checks["lpips_available"], dashboard_port=port)
+    return execute(state, config, out_dir, checks.lpips_available, dashboard_port=port)
 
 
 def _start_ray(state: StudyState, config: StudyConfig, out_dir: Path, port: int | None) -> None:

@@ -11,6 +11,7 @@ from study.config.hypotheses import parse_hypothesis
 from study.config.study import StudyConfig
 from study.driver.layout import StudyLayout
 from study.errors import UserInputError
+from study.search.selection import BestConfig
 from study.search.trials import Phase, PhaseName
 from study.tracking.tags import (CODE_VERSION_TAG, DATASET_HASH_TAG, LOSS_TAG, MASK_TAG, STUDY_NAME_TAG,
                                  VERSION_TAG_PREFIX)
@@ -30,7 +31,7 @@ class StudyState:
     tracking_uri: str = ""
     experiment: str = ""
     parents: dict[str, str | None] = field(default_factory=dict)
-    best: dict[str, dict[str, Any]] = field(default_factory=dict)
+    best: dict[str, BestConfig] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     dashboard_url: str | None = None
     # The registered model's name, claimed with the experiment's (study.tracking.naming); "" until then.
@@ -39,6 +40,10 @@ class StudyState:
     hypotheses_view: str = ""
     # Hypotheses whose representative model reached their MLflow run: only these can be registered.
     logged_models: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # study.json holds each best configuration as a JSON object: typed again on load.
+        self.best = {h: b if isinstance(b, BestConfig) else BestConfig(**b) for h, b in self.best.items()}
 
     def save(self, directory: Path) -> None:
         path = StudyLayout(directory).state_file

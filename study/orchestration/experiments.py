@@ -2,6 +2,7 @@
 back as `TrialRecord`s. Storage paths may be local or object-store URIs (`data.storage`)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ from ray.tune.search import BasicVariantGenerator, Searcher
 
 from data import storage
 from study.config.hypotheses import slug
+from study.config.runs import FinalRun
 from study.config.study import StudyConfig
 from study.orchestration.adapters import HypothesisSearcher, PerHypothesisScheduler
 from study.orchestration.callbacks import CheckpointPruner, ListenerCallback, record_of
@@ -98,16 +100,18 @@ def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listene
     )
 
 
-def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str, storage_path: str,
+def final_tuner(config: StudyConfig, runs: list[FinalRun], data_path: str, storage_path: str,
                 listener: TrialListener) -> tune.Tuner:
     # Each run is one preset point, fed flat: a final trial's config is its run (hypothesis, kl_weight,
     # lr, seed). The space holds the runs' values so Tune accepts the points as they are.
-    space = {key: tune.choice(sorted({run[key] for run in runs}, key=str)) for key in (runs[0] if runs else {})}
+    points = [dataclasses.asdict(run) for run in runs]
+    space = {field.name: tune.choice(sorted({point[field.name] for point in points}, key=str))
+             for field in dataclasses.fields(FinalRun)} if points else {}
     return tune.Tuner(
         _trainable(config, FINAL_EXPERIMENT, final_trial, data_path),
         param_space=space,
         tune_config=tune.TuneConfig(
-            search_alg=BasicVariantGenerator(points_to_evaluate=[dict(run) for run in runs]), num_samples=len(runs),
+            search_alg=BasicVariantGenerator(points_to_evaluate=points), num_samples=len(points),
             reuse_actors=reuse_actors(config), max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),

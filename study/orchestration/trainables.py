@@ -14,6 +14,7 @@ from typing import Any
 from ray import tune
 from ray.tune import Checkpoint
 
+from study.config.runs import FinalRun
 from study.config.study import StudyConfig
 from study.orchestration.cluster import node_id
 from study.search.objective import finite_or_none
@@ -182,8 +183,9 @@ def final_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str
     from study.training.final_run import run_final
 
     study = StudyConfig.model_validate_json(study_json)
-    context = TrialContext(Phase.FINAL, trial_config["hypothesis"], seed=trial_config["seed"])
-    _run_trial(context, lambda workdir, resume: run_final(study, trial_config, _dataset(data_path), context.report,
+    run = FinalRun(**trial_config)
+    context = TrialContext(Phase.FINAL, run.hypothesis, seed=run.seed)
+    _run_trial(context, lambda workdir, resume: run_final(study, run, _dataset(data_path), context.report,
                                                           workdir, resume), "maskvae-final-", study.objective.metric)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from data.loader import FaceData
 from models.metrics import METRIC_NAMES, MetricSuite
@@ -11,6 +11,7 @@ from study.training.checkpoint import best_weights, checkpoint_dirs, export_mode
 from study.training.device import plan_device
 from study.training.evaluation import evaluate
 from study.training.images import reconstruction_rows, save_grid, save_rows
+from study.config.runs import FinalRun
 from study.config.study import StudyConfig
 from study.config.views import HEADLINE, PAPER
 from study.training.trainer import build_model, train
@@ -21,9 +22,9 @@ RUN_GRID_ROWS_FILE = "grid_rows.npz"
 RUN_MODEL_DIR = "model"
 
 
-def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: Callable[[dict, Path], None],
+def run_final(study: StudyConfig, run: FinalRun, data: FaceData, report: Callable[[dict, Path], None],
               workdir: Path, resume_dir: Path | None) -> dict[str, float]:
-    config = study.trial_config(run["hypothesis"], run["kl_weight"], run["lr"], seed=int(run["seed"]),
+    config = study.trial_config(run.hypothesis, run.kl_weight, run.lr, seed=int(run.seed),
                                 epochs=study.final.epochs)
     metrics = train(config, data, report, checkpoint=resume_dir, workdir=workdir)
     trained = checkpoint_dirs(workdir / "checkpoints")
@@ -39,7 +40,7 @@ def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: C
     suite = MetricSuite(data.manifest.image_size, device=device, lpips=study.final.lpips)
     scores = evaluate(model.to(device), data.to(device), suite, "test", device=device)
     model = model.cpu()
-    scores.insert(0, "seed", int(run["seed"]))
+    scores.insert(0, "seed", int(run.seed))
     scores.insert(0, "mask", config.parsed_hypothesis.mask)
     scores.insert(0, "loss", config.parsed_hypothesis.loss)
     scores.insert(0, "hypothesis", config.hypothesis)
@@ -48,7 +49,7 @@ def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: C
 
     images, _ = data.tensors("test", list(range(study.final.grid_faces)))
     rows = reconstruction_rows(model, images)
-    save_grid(rows, result_dir / RUN_GRID_FILE, title=f"{config.hypothesis} seed {run['seed']}")
+    save_grid(rows, result_dir / RUN_GRID_FILE, title=f"{config.hypothesis} seed {run.seed}")
     save_rows(rows, result_dir / RUN_GRID_ROWS_FILE)
     export_model(result_dir / RUN_MODEL_DIR, model, {
         "hypothesis": config.hypothesis, "train_config": config.model_dump(), "study": study.name,
