@@ -24,6 +24,8 @@ _REQUIRED_KEYS = ("format", "model", "optimizer", "epoch", "rng", "config")
 class CheckpointError(RuntimeError):
     """A checkpoint or model file that is missing, truncated, corrupted or unsafe."""
 
+    user_error = True  # bad input: the CLI prints it as one line and exits 2 (study.errors.is_user_error)
+
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_torch_save(obj, path, CheckpointError)

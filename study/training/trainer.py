@@ -34,7 +34,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 class IncompatibleCheckpointError(ValueError):
-    pass
+    user_error = True  # bad input: the CLI prints it as one line and exits 2 (study.errors.is_user_error)
 
 
 def build_model(config: TrainConfig, image_size: int) -> FaceVAE:
