@@ -7,7 +7,7 @@ from typing import Callable
 from data.loader import FaceData
 from models.metrics import METRIC_NAMES, MetricSuite
 
-from study.training.checkpoint import best_weights, checkpoint_dirs, export_model, load_checkpoint
+from study.training.checkpoint import best_weights, checkpoint_dirs, export_model, load_checkpoint, model_metadata
 from study.training.device import plan_device
 from study.training.evaluation import evaluate
 from study.training.images import reconstruction_rows, save_grid, save_rows
@@ -51,12 +51,7 @@ def run_final(study: StudyConfig, run: FinalRun, data: FaceData, report: Callabl
     rows = reconstruction_rows(model, images)
     save_grid(rows, result_dir / RUN_GRID_FILE, title=f"{config.hypothesis} seed {run.seed}")
     save_rows(rows, result_dir / RUN_GRID_ROWS_FILE)
-    export_model(result_dir / RUN_MODEL_DIR, model, {
-        "hypothesis": config.hypothesis, "train_config": config.model_dump(), "study": study.name,
-        "dataset_hash": data.manifest.content_hash, "image_size": data.manifest.image_size, "best_epoch": best_epoch,
-        # How the data was resized (None for synthetic faces, rendered square): `predict` resizes inputs alike.
-        "resize": data.manifest.notes.get("resize"),
-    })
+    export_model(result_dir / RUN_MODEL_DIR, model, model_metadata(config, data.manifest, best_epoch, study=study.name))
     # Keep the final training checkpoint too, so a crash after this point resumes without retraining.
     (result_dir / "checkpoint.pt").write_bytes((Path(source) / "checkpoint.pt").read_bytes())
 
