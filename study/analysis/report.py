@@ -172,6 +172,16 @@ def _build(tmp: Path, ranks: list[Ranking], trials: pd.DataFrame, info: dict[str
     trials_fig = figure("trials.png", plot_trials, trials, mode) if not trials.empty else None
     parts.append(_trials_markdown(trials, trials_fig, mode, info.get("tuning_note")))
 
+    parts += _reconstructions_section(tmp, files, recon_grids, combined_grid)
+
+    (tmp / "REPORT.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    return files
+
+
+def _reconstructions_section(tmp: Path, files: list[str], recon_grids: dict[str, Path],
+                             combined_grid: Path | None) -> list[str]:
+    """The reconstruction grids, copied into tmp (and added to `files`): one combined grid, or one per hypothesis."""
+    parts: list[str] = []
     if combined_grid is not None or recon_grids:
         parts.append("## Reconstructions")
     if combined_grid is not None:
@@ -187,9 +197,7 @@ def _build(tmp: Path, ranks: list[Ranking], trials: pd.DataFrame, info: dict[str
             shutil.copyfile(recon_grids[h], tmp / rel)
             files.append(rel)
             parts.append(f"### {h}\n\n![Reconstructions, {h}]({rel})")
-
-    (tmp / "REPORT.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
-    return files
+    return parts
 
 
 def _ranking_section(r: Ranking, figure: Callable[..., str], paper: pd.DataFrame | None) -> list[str]:
