@@ -135,33 +135,9 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
                          ProgressPrinter(totals, config.objective.metric, config.objective.mode))
     try:
         if state.phase == Phase.TUNE:
-            print(f"tuning {len(hypotheses)} hypotheses x {config.search.trials_per_hypothesis} trials "
-                  f"({config.train.epochs} epochs max, {config.scheduler.kind})")
-            records = _fit_phase(config, state, experiments.TUNE_EXPERIMENT, listener,
-                                 lambda: experiments.tuning_tuner(config, state.data_path, state.storage_path, listener),
-                                 mlflow_listener, ledger)
-            write_trials(layout, records, config.objective.metric)
-            search = experiments.saved_search(state.storage_path)
-            if search is not None:
-                pd.DataFrame(search.trials_table()).to_parquet(layout.optuna_trials, index=False)
-            state.best = best_per_hypothesis(records, config.objective.metric, config.objective.mode)
-            missing = [h for h in hypotheses if h not in state.best]
-            if missing:
-                print(f"warning: no successful trial for {', '.join(missing)}: left out of the final phase")
-            state.phase = Phase.FINAL
-            state.save(out_dir)
+            _tune_phase(config, state, layout, hypotheses, listener, mlflow_listener, ledger)
         if state.phase == Phase.FINAL:
-            runs = final_runs(state.best, hypotheses, config.final.seeds, config.search.seed)
-            if not runs:
-                raise RuntimeError("every tuning trial failed, so there is nothing to retrain; the errors are in "
-                                   f"{layout.trials} and `maskvae study status {out_dir}`")
-            print(f"final phase: {len(runs)} runs ({config.final.seeds} seeds x {len(state.best)} hypotheses) + test evaluation")
-            records = _fit_phase(config, state, experiments.FINAL_EXPERIMENT, listener,
-                                 lambda: experiments.final_tuner(config, runs, state.data_path, state.storage_path, listener),
-                                 mlflow_listener, ledger)
-            collect_final(layout, records, tracker, state, hypotheses)
-            state.phase = Phase.RANK
-            state.save(out_dir)
+            _final_phase(config, state, layout, hypotheses, listener, mlflow_listener, ledger, tracker)
     except KeyboardInterrupt:
         closed = tracker.close_open_runs("KILLED")
         state.save(out_dir)
@@ -182,6 +158,42 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
         state.phase = Phase.DONE
         state.save(out_dir)
     return out_dir
+
+
+def _tune_phase(config: StudyConfig, state: StudyState, layout: StudyLayout, hypotheses: list[str], listener,
+                mlflow_listener: MlflowListener, ledger: TrialLedger) -> None:
+    """Tune every hypothesis, record the trials and each hypothesis's best configuration; then final."""
+    print(f"tuning {len(hypotheses)} hypotheses x {config.search.trials_per_hypothesis} trials "
+          f"({config.train.epochs} epochs max, {config.scheduler.kind})")
+    records = _fit_phase(config, state, experiments.TUNE_EXPERIMENT, listener,
+                         lambda: experiments.tuning_tuner(config, state.data_path, state.storage_path, listener),
+                         mlflow_listener, ledger)
+    write_trials(layout, records, config.objective.metric)
+    search = experiments.saved_search(state.storage_path)
+    if search is not None:
+        pd.DataFrame(search.trials_table()).to_parquet(layout.optuna_trials, index=False)
+    state.best = best_per_hypothesis(records, config.objective.metric, config.objective.mode)
+    missing = [h for h in hypotheses if h not in state.best]
+    if missing:
+        print(f"warning: no successful trial for {', '.join(missing)}: left out of the final phase")
+    state.phase = Phase.FINAL
+    state.save(layout.root)
+
+
+def _final_phase(config: StudyConfig, state: StudyState, layout: StudyLayout, hypotheses: list[str], listener,
+                 mlflow_listener: MlflowListener, ledger: TrialLedger, tracker: MlflowTracker) -> None:
+    """Retrain each best configuration with the final seeds, score and collect them; then rank."""
+    runs = final_runs(state.best, hypotheses, config.final.seeds, config.search.seed)
+    if not runs:
+        raise RuntimeError("every tuning trial failed, so there is nothing to retrain; the errors are in "
+                           f"{layout.trials} and `maskvae study status {layout.root}`")
+    print(f"final phase: {len(runs)} runs ({config.final.seeds} seeds x {len(state.best)} hypotheses) + test evaluation")
+    records = _fit_phase(config, state, experiments.FINAL_EXPERIMENT, listener,
+                         lambda: experiments.final_tuner(config, runs, state.data_path, state.storage_path, listener),
+                         mlflow_listener, ledger)
+    collect_final(layout, records, tracker, state, hypotheses)
+    state.phase = Phase.RANK
+    state.save(layout.root)
 
 
 def _require_shared_storage(state: StudyState, config: StudyConfig) -> None:
