@@ -11,7 +11,7 @@ from study.driver import ledger as trial_ledger
 from study.driver.layout import StudyLayout
 from study.driver.state import load_study
 from study.search.objective import best
-from study.search.trials import Phase
+from study.search.trials import Phase, trial_outcome
 
 
 def status_summary(directory: Path) -> dict[str, Any]:
@@ -33,14 +33,10 @@ def status_summary(directory: Path) -> dict[str, Any]:
 
 
 def _outcome(entry: dict[str, Any], interrupted: bool) -> str:
-    if entry.get("failed"):
-        return "failed"
-    status = entry.get("status", "PENDING")
-    if status == "TERMINATED":
-        return "finished"
-    if interrupted and status in ("RUNNING", "PENDING", "PAUSED"):
+    failed, status = bool(entry.get("failed")), entry.get("status", "PENDING")
+    if interrupted and not failed and status in ("RUNNING", "PENDING", "PAUSED"):
         return "interrupted"
-    return status.lower()
+    return trial_outcome(status, failed)
 
 
 def print_status(directory: Path) -> dict[str, Any]:

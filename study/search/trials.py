@@ -72,9 +72,7 @@ class TrialRecord:
     @property
     def outcome(self) -> str:
         """What people read: finished, failed, running, pending, ..."""
-        if self.failed:
-            return "failed"
-        return {"TERMINATED": "finished"}.get(self.status, self.status.lower())
+        return trial_outcome(self.status, self.failed)
 
     def value(self, metric: str) -> float | None:
         """The trial's last finite value of `metric`; None for failed trials, which are never chosen."""
@@ -83,6 +81,14 @@ class TrialRecord:
     @property
     def epochs(self) -> int:
         return int(finite_or_none(self.metrics.get("epoch")) or 0)
+
+
+def trial_outcome(status: str, failed: bool) -> str:
+    """A trial's outcome as people read it, from Ray's status and whether it failed: finished, failed,
+    running, pending, ..."""
+    if failed:
+        return "failed"
+    return {"TERMINATED": "finished"}.get(status, status.lower())
 
 
 class TrialListener(Protocol):
