@@ -60,7 +60,7 @@ def hypothesis_scores(records: list, metric: str, mode: str, rank_metric: str) -
     by_id = {record.trial_id: record for record in records}
     scores = {}
     for hypothesis, chosen in best.items():
-        value = by_id[chosen["trial_id"]].value(rank_metric)
+        value = by_id[chosen.trial_id].value(rank_metric)
         if value is not None:
             scores[hypothesis] = value
     return scores

@@ -11,6 +11,8 @@ _SHOWN = 50
 class DatasetError(ValueError):
     """A dataset (source or prepared) is unusable; ``problems`` lists every reason found."""
 
+    user_error = True  # bad input: the CLI prints it as one line and exits 2 (study.errors.is_user_error)
+
     def __init__(self, summary: str, problems: Sequence[str] = ()) -> None:
         self.summary = summary
         self.problems: list[str] = list(problems)

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,14 +74,7 @@ class Manifest:
         if not isinstance(raw, dict):
             raise DatasetError(f"{where}: manifest must be a JSON object")
         problems: list[str] = []
-
-        def need(name: str, kind: type | tuple[type, ...]) -> Any:
-            value = raw.get(name)
-            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-                problems.append(f"{where}: field '{name}' missing or not {_kind_name(kind)}")
-                return None
-            return value
-
+        need = _field_reader(raw, where, problems)
         version = need("format_version", int)
         if version is not None and version != FORMAT_VERSION:
             problems.append(f"{where}: format_version {version} is not supported (expected {FORMAT_VERSION})")
@@ -99,25 +92,7 @@ class Manifest:
             problems.append(f"{where}: field 'mask_classes' must be a list of integers")
         content_hash = need("content_hash", str)
         created = need("created", str)
-        shards_raw = need("shards", list)
-        shards: list[ShardInfo] = []
-        for i, s in enumerate(shards_raw or []):
-            try:
-                info = ShardInfo(split=s["split"], file=s["file"], rows=s["rows"], sha256=s["sha256"])
-            except (TypeError, KeyError) as exc:
-                problems.append(f"{where}: shards[{i}] lacks {exc}")
-                continue
-            if (
-                info.split not in SPLITS
-                or not isinstance(info.rows, int)
-                or not isinstance(info.file, str)
-                or not isinstance(info.sha256, str)
-            ):
-                problems.append(f"{where}: shards[{i}] is malformed: {s!r}")
-            elif "/" in info.file or "\\" in info.file or info.file.startswith("."):
-                problems.append(f"{where}: shards[{i}] file name {info.file!r} must be a plain name")
-            else:
-                shards.append(info)
+        shards = _shard_infos(need("shards", list) or [], where, problems)
         if not problems and counts is not None:
             for split in SPLITS:
                 rows = sum(s.rows for s in shards if s.split == split)
@@ -143,6 +118,41 @@ class Manifest:
 
     def shards_of(self, split: str) -> list[ShardInfo]:
         return [s for s in self.shards if s.split == split]
+
+
+def _field_reader(raw: dict[str, Any], where: str, problems: list[str]) -> Callable[[str, Any], Any]:
+    """`need(name, kind)`: the field's value when it has that type, else None with a problem noted."""
+    def need(name: str, kind: type | tuple[type, ...]) -> Any:
+        value = raw.get(name)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            problems.append(f"{where}: field '{name}' missing or not {_kind_name(kind)}")
+            return None
+        return value
+
+    return need
+
+
+def _shard_infos(shards_raw: list[Any], where: str, problems: list[str]) -> list[ShardInfo]:
+    """The well-formed shard entries; each malformed one is a problem noted, by index."""
+    shards: list[ShardInfo] = []
+    for i, s in enumerate(shards_raw):
+        try:
+            info = ShardInfo(split=s["split"], file=s["file"], rows=s["rows"], sha256=s["sha256"])
+        except (TypeError, KeyError) as exc:
+            problems.append(f"{where}: shards[{i}] lacks {exc}")
+            continue
+        if (
+            info.split not in SPLITS
+            or not isinstance(info.rows, int)
+            or not isinstance(info.file, str)
+            or not isinstance(info.sha256, str)
+        ):
+            problems.append(f"{where}: shards[{i}] is malformed: {s!r}")
+        elif "/" in info.file or "\\" in info.file or info.file.startswith("."):
+            problems.append(f"{where}: shards[{i}] file name {info.file!r} must be a plain name")
+        else:
+            shards.append(info)
+    return shards
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

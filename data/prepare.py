@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -59,6 +60,36 @@ def decode_record(
 def _chunks(items: Sequence[SourceRecord], n: int) -> Iterable[Sequence[SourceRecord]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
+
+
+def _write_chunk(writer: DatasetWriter, chunk: Sequence[SourceRecord], results: list[Any], problems: list[Problem],
+                 skip_bad: bool) -> None:
+    """Note a decoded chunk's bad files and write its good rows, split by split."""
+    rows: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {s: [] for s in SPLITS}
+    for rec, result in zip(chunk, results):
+        if isinstance(result, Problem):
+            problems.append(result)
+        else:
+            rows[rec.split].append((rec.id, *result))
+    # Once a problem is known and it will fail anyway, only keep validating.
+    if skip_bad or not problems:
+        for split, items in rows.items():
+            if items:
+                ids, pictures, face_masks = zip(*items)
+                writer.add(split, list(ids), np.stack(pictures), np.stack(face_masks))
+
+
+def _finish(writer: DatasetWriter, problems: list[Problem], skip_bad: bool, what: str,
+            images: str | os.PathLike[str]) -> None:
+    """Every bad file in one DatasetError (unless skipped: then named in the manifest); none usable fails too."""
+    if problems and not skip_bad:
+        raise DatasetError(
+            f"{len(problems)} bad file(s) in {what} (pass --skip-bad to leave them out)",
+            [str(p) for p in problems],
+        )
+    if sum(writer.counts.values()) == 0:
+        raise DatasetError(f"no usable images in {images}", [str(p) for p in problems])
+    writer.skip(sorted({p.file for p in problems}))
 
 
 def prepare(
@@ -111,27 +142,9 @@ def prepare(
     ):
         for chunk in _chunks(records, _CHUNK):
             results = list(pool.map(lambda r: decode_record(r, size, lut, src.label_size, resize), chunk))
-            rows: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {s: [] for s in SPLITS}
-            for rec, result in zip(chunk, results):
-                if isinstance(result, Problem):
-                    problems.append(result)
-                else:
-                    rows[rec.split].append((rec.id, *result))
-            # Once a problem is known and it will fail anyway, only keep validating.
-            if skip_bad or not problems:
-                for split, items in rows.items():
-                    if items:
-                        ids, pictures, face_masks = zip(*items)
-                        writer.add(split, list(ids), np.stack(pictures), np.stack(face_masks))
+            _write_chunk(writer, chunk, results, problems, skip_bad)
             bar.update(len(chunk))
-        if problems and not skip_bad:
-            raise DatasetError(
-                f"{len(problems)} bad file(s) in the {source} source (pass --skip-bad to leave them out)",
-                [str(p) for p in problems],
-            )
-        if sum(writer.counts.values()) == 0:
-            raise DatasetError(f"no usable images in {images}", [str(p) for p in problems])
-        writer.skip(sorted({p.file for p in problems}))
+        _finish(writer, problems, skip_bad, f"the {source} source", images)
     assert writer.manifest is not None
     return writer.manifest
 

@@ -74,22 +74,6 @@ def read_split_shards(path: str | os.PathLike[str], split: str, manifest: Manife
     return out
 
 
-def read_split(path: str | os.PathLike[str], split: str) -> SplitArrays:
-    """All rows of ``split``: zero-copy views for a single shard, one concatenated copy otherwise."""
-    manifest = load_manifest(path)
-    parts = read_split_shards(path, split, manifest)
-    s = manifest.image_size
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        return SplitArrays([], np.empty((0, s, s, 3), np.uint8), np.empty((0, s, s), np.uint8))
-    return SplitArrays(
-        ids=[i for p in parts for i in p.ids],
-        images=np.concatenate([p.images for p in parts]),
-        masks=np.concatenate([p.masks for p in parts]),
-    )
-
-
 def verify(path: str | os.PathLike[str]) -> Manifest:
     """Recompute every shard's sha256; missing or changed shards raise one ShardError naming each of them."""
     loc = Location.of(path)

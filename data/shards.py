@@ -237,20 +237,3 @@ def _upload(tmp: Path, out: Location, files: list[str]) -> None:
         out.delete(MANIFEST)  # the old dataset stops being readable first
     for name in [*files, MANIFEST]:
         out.put_file(tmp / name, name)
-
-
-def write_dataset(
-    out: str | os.PathLike[str],
-    source: str,
-    image_size: int,
-    mask_classes: Iterable[int],
-    splits: Mapping[str, Iterable[tuple[Sequence[str], np.ndarray, np.ndarray]]],
-    **options: Any,
-) -> Manifest:
-    """Write ``splits`` (split -> iterable of (ids, images, masks) batches) as a dataset."""
-    with DatasetWriter(out, source=source, image_size=image_size, mask_classes=mask_classes, **options) as w:
-        for split, batches in splits.items():
-            for ids, images, masks in batches:
-                w.add(split, ids, images, masks)
-    assert w.manifest is not None
-    return w.manifest

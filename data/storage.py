@@ -20,10 +20,16 @@ from urllib.parse import urlparse
 
 _HASH_CHUNK = 1 << 22
 _OBJECT_STORE_FILESYSTEMS = ("s3", "gcs")
+OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
     return "://" in os.fspath(location)
+
+
+def is_object_store(location: str | os.PathLike[str]) -> bool:
+    """Whether a location is an object-store URI (`s3://`, `gs://`, `gcs://`)."""
+    return os.fspath(location).split("://", 1)[0] in OBJECT_STORE_SCHEMES if is_uri(location) else False
 
 
 def local_path(location: str | os.PathLike[str]) -> str | None:

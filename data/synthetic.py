@@ -18,15 +18,30 @@ from data.face_canvas import (FACE_SHADED, HAIR_COLOURS, IRIS_COLOURS, METALS, P
                               SKIN_TONES, SUPERSAMPLE, Canvas, ellipse, grid, random_colour)
 
 def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """One face on an n x n grid: (float32 RGB in 0..255, uint8 paint ids)."""
-    full = (slice(None), slice(None))
+    """One face on an n x n grid: (float32 RGB in 0..255, uint8 paint ids). The parts are painted
+    back to front, each by its own function, drawing from `rng` in this fixed order."""
     angle = math.radians(rng.uniform(-14.0, 14.0))
     scale = rng.uniform(0.33, 0.43)
     cv = Canvas(n, rng.uniform(-0.09, 0.09), rng.uniform(-0.02, 0.1), scale, angle)
     fw, fh = rng.uniform(0.84, 1.0), rng.uniform(1.18, 1.38)
     yaw = rng.uniform(-0.1, 0.1)  # features slide sideways: a cheap turn of the head
-    colours = np.zeros((len(PAINTS), 3), dtype=np.float32)
+    colours = _palette(rng)
+    bu, bv, cloth, neckline, neck_w = _draw_torso(rng, cv, fh)
+    style, hair_a, hair_b = _draw_back_hair(rng, cv, fw, fh)
+    _draw_neck(rng, cv, fh, bu, bv, cloth, neckline, neck_w)
+    _draw_ears_and_face(rng, cv, fw, fh, style)
+    _draw_nose(rng, cv, yaw)
+    ex, ey, ea, eb = _draw_eyes(rng, cv, yaw)
+    _draw_mouth(rng, cv, yaw)
+    _draw_glasses(rng, cv, yaw, fw, ex, ey, ea, eb)
+    _draw_front_hair(rng, cv, fw, fh, style, hair_a, hair_b)
+    _draw_hat(rng, cv, fw, fh)
+    return _colour(rng, cv, colours, fw, fh), cv.paint
 
+
+def _palette(rng: np.random.Generator) -> np.ndarray:
+    """The colour of every paint: skin, hair, eyes, lips, metals, cloth, a hat, glasses."""
+    colours = np.zeros((len(PAINTS), 3), dtype=np.float32)
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.9, 1.08)
     skin = skin + rng.uniform(-10.0, 10.0, 3)
     hair_c = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
@@ -56,9 +71,13 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
     colours[PAINT_ID["glasses"]] = (
         (20, 20, 22) if rng.random() < 0.6 else random_colour(rng, (0.3, 0.9), (0.3, 0.8))
     )
+    return colours
 
-    # Torso: cloth with a neckline; hair falls over it, the neck covers the hair behind it.
-    w = full
+
+def _draw_torso(rng: np.random.Generator, cv: Canvas,
+                fh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Torso: cloth with a neckline; hair falls over it, the neck covers the hair behind it."""
+    w = (slice(None), slice(None))
     bu, bv = cv.body(w)
     neck_w = rng.uniform(0.42, 0.56)
     cloth = ellipse(bu, bv, 0.0, fh + 1.85, rng.uniform(2.2, 2.9), 1.3)
@@ -70,8 +89,11 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         d = rng.uniform(0.0, math.pi)
         stripes = np.sin((bu * math.cos(d) + bv * math.sin(d)) * (2 * math.pi / period)) > 0.3
         cv.put(w, cloth & ~neckline & stripes, "cloth_pattern")
+    return bu, bv, cloth, neckline, neck_w
 
-    # Hair behind the head: a cap plus, for long hair, a rounded fall down to the shoulders.
+
+def _draw_back_hair(rng: np.random.Generator, cv: Canvas, fw: float, fh: float) -> tuple[int, float, float]:
+    """Hair behind the head: a cap plus, for long hair, a rounded fall down to the shoulders."""
     style = rng.choice(4, p=(0.07, 0.38, 0.4, 0.15))  # bald-ish, short, long, bob
     hair_len = (0.0, 0.35 * fh, rng.uniform(1.4, 2.2) * fh, 0.9 * fh)[style]
     hair_a = fw * (1.06 if style == 0 else rng.uniform(1.15, 1.32))
@@ -84,8 +106,13 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         back = back | (ellipse(u, v, 0.0, -0.12, hair_a, hair_len + 0.12) & (v > -0.12))
     if style != 0:
         cv.put(w, back, "hair")
+    return style, hair_a, hair_b
 
-    w = full
+
+def _draw_neck(rng: np.random.Generator, cv: Canvas, fh: float, bu: np.ndarray, bv: np.ndarray, cloth: np.ndarray,
+               neckline: np.ndarray, neck_w: float) -> None:
+    """The neck and the chest the neckline shows; sometimes a necklace."""
+    w = (slice(None), slice(None))
     # The neckline shows the chest, which face parsing labels as neck.
     neck = ((np.abs(bu) < neck_w) & (bv > 0.2) & ~cloth) | (cloth & neckline)
     cv.put(w, neck, "neck")
@@ -95,7 +122,9 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         inner = ellipse(bu, bv, 0.0, ring_c, neck_w * 0.95, 0.48)
         cv.put(w, outer & ~inner & (bv > ring_c) & neck, "necklace")
 
-    # Ears (often hidden by long hair), then the face itself.
+
+def _draw_ears_and_face(rng: np.random.Generator, cv: Canvas, fw: float, fh: float, style: int) -> None:
+    """Ears (often hidden by long hair), then the face itself."""
     ears_visible = style in (0, 1) or rng.random() < 0.35
     earring = ears_visible and rng.random() < 0.2
     ear_v = rng.uniform(-0.05, 0.1)
@@ -114,7 +143,9 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
     face = (u / jaw) ** 2 + (v / fh) ** 2 < 1.0
     cv.put(w, face, "skin")
 
-    # Nose: a widening ridge ending in a rounded tip with two nostrils.
+
+def _draw_nose(rng: np.random.Generator, cv: Canvas, yaw: float) -> None:
+    """Nose: a widening ridge ending in a rounded tip with two nostrils."""
     nx = yaw * 1.2
     n_top, n_tip = rng.uniform(-0.2, -0.08), rng.uniform(0.26, 0.4)
     n_wid = rng.uniform(0.13, 0.2)
@@ -126,7 +157,9 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
     for side in (-1.0, 1.0):
         cv.put(w, ellipse(u, v, nx + side * n_wid * 0.42, n_tip + n_wid * 0.35, 0.04, 0.024), "nostril")
 
-    # Eyes with lids, irises and pupils; brows above them.
+
+def _draw_eyes(rng: np.random.Generator, cv: Canvas, yaw: float) -> tuple[float, float, float, float]:
+    """Eyes with lids, irises and pupils; brows above them."""
     ex, ey = rng.uniform(0.33, 0.42), rng.uniform(-0.2, -0.08)
     ea = rng.uniform(0.14, 0.19)
     eb = ea * rng.uniform(0.38, 0.58)
@@ -150,8 +183,11 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         centre = ey - by - arch * (1.0 - t**2) - side * tilt * t
         brow = (np.abs(t) < 1.0) & (np.abs(v - centre) < bb * (1.0 - 0.45 * t**2))
         cv.put(w, brow, f"{s}_brow")
+    return ex, ey, ea, eb
 
-    # Mouth: lips meet on a curved line; an open mouth shows the inside and the teeth.
+
+def _draw_mouth(rng: np.random.Generator, cv: Canvas, yaw: float) -> None:
+    """Mouth: lips meet on a curved line; an open mouth shows the inside and the teeth."""
     mx, my = yaw * 1.1, rng.uniform(0.6, 0.78)
     mw = rng.uniform(0.22, 0.33)
     smile = rng.uniform(-0.03, 0.09)
@@ -169,7 +205,10 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         cv.put(w, inside & (v > line) & (v <= line + opening * arc * 0.4) & (np.abs(t) < 0.7), "teeth")
     cv.put(w, inside & (v > line + opening * arc) & (v <= line + (opening + ll) * arc), "l_lip")
 
-    # Glasses: two rims, a bridge and the arms towards the ears; sunglasses have opaque lenses.
+
+def _draw_glasses(rng: np.random.Generator, cv: Canvas, yaw: float, fw: float, ex: float, ey: float, ea: float,
+                  eb: float) -> None:
+    """Glasses: two rims, a bridge and the arms towards the ears; sunglasses have opaque lenses."""
     if rng.random() < 0.25:
         ga, gb = ea * rng.uniform(1.45, 1.8), eb * rng.uniform(2.2, 3.0)
         thick = rng.uniform(0.022, 0.045)
@@ -186,7 +225,10 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         # Arms show only in front of the head, never floating over the background.
         cv.put(w, frame | (arm & (cv.paint[w] != PAINT_ID["background"])), "glasses")
 
-    # Hair in front: fringe and sides framing the forehead, unless bald.
+
+def _draw_front_hair(rng: np.random.Generator, cv: Canvas, fw: float, fh: float, style: int, hair_a: float,
+                     hair_b: float) -> None:
+    """Hair in front: fringe and sides framing the forehead, unless bald."""
     if style != 0:
         w = cv.window(0.0, -0.3, max(hair_a, hair_b) + 0.3)
         u, v = cv.head(w)
@@ -197,6 +239,9 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
             fringe |= cap & (np.abs(u) > fw * 0.82) & (v < 0.45 * fh)
         cv.put(w, fringe, "hair")
 
+
+def _draw_hat(rng: np.random.Generator, cv: Canvas, fw: float, fh: float) -> None:
+    """Sometimes a hat: a crown and a band at the brim."""
     if rng.random() < 0.12:
         w = cv.window(0.0, -0.6, fh + 0.8)
         u, v = cv.head(w)
@@ -205,8 +250,6 @@ def _draw_face(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
         brim = (np.abs(u) < fw * rng.uniform(1.2, 1.5)) & (np.abs(v - brim_v) < 0.07)
         cv.put(w, crown, "hat")
         cv.put(w, brim, "hat_band")
-
-    return _colour(rng, cv, colours, fw, fh), cv.paint
 
 
 def _colour(rng: np.random.Generator, cv: Canvas, colours: np.ndarray, fw: float, fh: float) -> np.ndarray:

@@ -28,6 +28,7 @@ from .perceptual import (
     lpips_weights_path,
     ready_lpips,
 )
+from .metric_names import CHEAP_METRIC_NAMES, METRIC_NAMES
 from .ssim import MS_SSIM_WEIGHTS, ms_ssim, ssim_maps
 from .vif import vif_p, vif_scales
 
@@ -43,8 +44,6 @@ __all__ = [
     "ssim_window",
 ]
 
-METRIC_NAMES: tuple[str, ...] = ("one_minus_ssim", "one_minus_ms_ssim", "lpips", "one_minus_vif", "l1_x10", "l2_x10")
-CHEAP_METRIC_NAMES: tuple[str, ...] = ("one_minus_ssim", "l1_x10", "l2_x10")
 SSIM_WINDOW = 11
 MS_SSIM_MAX_WINDOW = 11
 MS_SSIM_MIN_WINDOW = 3

@@ -16,7 +16,6 @@ from torch import Tensor
 from .filters import bilinear_matrix
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
 
 
 class LPIPSUnavailableError(RuntimeError):

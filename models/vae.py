@@ -40,6 +40,8 @@ MODEL_META_FILE = "model.json"
 class ModelFileError(RuntimeError):
     """A saved model file that is missing, truncated, corrupted, unsafe or for another network."""
 
+    user_error = True  # bad input: the CLI prints it as one line and exits 2 (study.errors.is_user_error)
+
 
 @dataclass
 class VAEOutput:

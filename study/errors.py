@@ -23,6 +23,12 @@ class UserInputError(ValueError):
         return "\n".join(lines)
 
 
+def is_user_error(error: BaseException) -> bool:
+    """Bad input, not a bug: a UserInputError, a missing file, or an error whose class says
+    `user_error = True` (models/ and data/ cannot import this module, so their errors mark themselves)."""
+    return isinstance(error, (UserInputError, FileNotFoundError)) or getattr(type(error), "user_error", False) is True
+
+
 class ConfigError(UserInputError):
     def __init__(self, problems: Iterable[str], *, source: str = "config"):
         super().__init__(problems, title=f"invalid {source}")

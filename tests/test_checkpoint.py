@@ -68,3 +68,13 @@ def test_truncated_checkpoint_is_detected_and_the_previous_one_is_used(tmp_path)
         load_checkpoint(newest)
     payload, skipped = latest_loadable_checkpoint(tmp_path)
     assert payload["epoch"] == 1 and len(skipped) == 1 and "truncated or corrupted" in skipped[0]
+
+
+def test_a_model_json_from_before_the_one_schema_still_loads(tmp_path):
+    """`maskvae train` once wrote the dataset's hash as "dataset"; such a model loads, in today's schema."""
+    model = _model().eval()
+    export_model(tmp_path / "old", model, {"train_config": {}, "dataset": "abc123", "best_epoch": 2, "image_size": 32})
+    loaded, meta = load_model(tmp_path / "old")
+    assert meta["dataset_hash"] == "abc123" and "dataset" not in meta and meta["best_epoch"] == 2
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(model.predict(x).output, loaded.predict(x).output)

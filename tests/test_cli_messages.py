@@ -110,6 +110,6 @@ def test_missing_lpips_weights_is_a_one_line_note(tmp_path, monkeypatch, capsys)
     assert not lpips_available()
     config = load_study_config("smoke", overrides=[f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"],
                                check_data=False)
-    assert preflight(config, tmp_path / "study")["lpips_available"] is False
+    assert preflight(config, tmp_path / "study").lpips_available is False
     notes = [line for line in capsys.readouterr().out.splitlines() if "LPIPS" in line]
     assert len(notes) == 1 and str(lpips_weights_path()) in notes[0] and len(notes[0]) - len(str(lpips_weights_path())) < 100, notes

@@ -9,7 +9,7 @@ from PIL import Image
 from data.errors import DatasetError
 from data.prepare import prepare
 from data.manifest import SPLITS
-from data.shard_reader import read_split
+from tests.helpers.datasets import read_split
 from tests.helpers.fake_layouts import write_celeba_layout, write_celebamask_hq_layout
 
 COUNT = 12

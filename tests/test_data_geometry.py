@@ -8,7 +8,7 @@ from PIL import Image
 from data.geometry import resize_labels, squash_image
 from data.labels import CLASS_ID
 from data.prepare import prepare
-from data.shard_reader import read_split
+from tests.helpers.datasets import read_split
 
 CELEBA = (178, 218)  # aligned crops, (width, height)
 PARSING = 512  # face-parsing.PyTorch's label maps are 512x512 whatever the input

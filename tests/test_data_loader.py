@@ -4,7 +4,7 @@ import torch
 
 from data.loader import FaceData
 from data.prepare import synthesize
-from data.shard_reader import read_split
+from tests.helpers.datasets import read_split
 
 COUNT, SIZE = 60, 32
 

@@ -10,7 +10,8 @@ from PIL import Image
 from data.labels import CLASS_ID, DEFAULT_FACE_CLASSES, face_mask
 from data.prepare import prepare, synthesize
 from data.manifest import SPLITS, load_manifest
-from data.shard_reader import read_split, verify
+from data.shard_reader import verify
+from tests.helpers.datasets import read_split
 from data.synthetic import render_faces
 from tests.helpers.fake_layouts import write_celeba_layout, write_celebamask_hq_layout
 

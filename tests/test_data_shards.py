@@ -6,8 +6,10 @@ import pytest
 from data.errors import DatasetError, ShardError
 from data.prepare import synthesize
 from data.manifest import load_manifest
-from data.shard_reader import read_split, verify
-from data.shards import DatasetWriter, write_dataset
+from data.shard_reader import verify
+from tests.helpers.datasets import read_split
+from data.shards import DatasetWriter
+from tests.helpers.datasets import write_dataset
 
 
 def _rows(n: int, size: int = 8, offset: int = 0):

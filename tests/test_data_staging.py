@@ -14,7 +14,7 @@ import pytest
 
 from data import storage
 from data.errors import ShardError
-from data.shards import write_dataset
+from tests.helpers.datasets import write_dataset
 from data.staging import CACHE_ENV, staged
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from data.labels import CLASS_ID, DEFAULT_FACE_CLASSES, face_mask
-from data.sample_grid import save_sample_grid
+from tests.helpers.sample_grid import save_sample_grid
 from data.synthetic import render_faces
 from tests.helpers.fake_layouts import write_celeba_layout, write_celebamask_hq_layout
 

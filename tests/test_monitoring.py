@@ -23,9 +23,11 @@ OBJECTIVES = {"l2/mask": 0.25, "l2/nomask": 0.75}
 def gauge_trial(config, *, flag: str):
     """A trial that reports one epoch through maskvae's own report path (which sets the gauges), then
     stays alive until the test has read Prometheus: a finished trial's actor takes its gauges along."""
-    from study.orchestration.trainables import _report_to_tune
+    from study.orchestration.trainables import TrialContext
+    from study.search.trials import Phase
 
-    _report_to_tune({"epoch": 1, "val_objective": OBJECTIVES[config["hypothesis"]], "images_per_s": 123.0}, None)
+    TrialContext(Phase.TUNE, config["hypothesis"]).report(
+        {"epoch": 1, "val_objective": OBJECTIVES[config["hypothesis"]], "images_per_s": 123.0}, None)
     deadline = time.monotonic() + 120
     while not Path(flag).exists() and time.monotonic() < deadline:
         time.sleep(0.2)

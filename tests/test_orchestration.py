@@ -120,10 +120,10 @@ def test_a_final_experiment_whose_trials_lost_their_settings_is_not_restored(tmp
     try:
         tune.Tuner(noop, param_space={"x": 1},
                    run_config=tune.RunConfig(name=FINAL_EXPERIMENT, storage_path=storage, verbose=0)).fit()
-        assert not final_runs_intact(storage)  # trials without {"run": {...hypothesis, seed}}
+        assert not final_runs_intact(storage)  # trials without their run's hypothesis and seed
         discard(storage, FINAL_EXPERIMENT)
         assert not (tmp_path / "storage" / FINAL_EXPERIMENT).exists()
-        tune.Tuner(noop, param_space={"run": {"hypothesis": "l1/mask", "seed": 1}},
+        tune.Tuner(noop, param_space={"hypothesis": "l1/mask", "seed": 1},
                    run_config=tune.RunConfig(name=FINAL_EXPERIMENT, storage_path=storage, verbose=0)).fit()
         assert final_runs_intact(storage)
     finally:

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from study.analysis.ranking import METRIC_LABELS, METRICS, rank
-from study.analysis.statistics import dominant_hypothesis, holm, pareto_front
+from study.analysis.statistics import holm, pareto_front
+from tests.helpers.dominance import dominant_hypothesis
 from study.analysis.tables import format_ranking_table, ranking_table, winner_sentence
 from tests.helpers.scores import LOSSES, make_scores
 

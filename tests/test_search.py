@@ -88,10 +88,10 @@ def test_best_per_hypothesis_ignores_failed_and_nan_trials():
                _record("d", "l1/mask", 0.01, status="ERROR", error="boom"), _record("e", "l2/mask", None),
                _record("f", "l1/mask", 0.9, error="loss became NaN")]
     best = best_per_hypothesis(records, "val_objective", "min")
-    assert set(best) == {"l1/mask"} and best["l1/mask"]["trial_id"] == "b"
-    assert best_per_hypothesis(records, "val_objective", "max")["l1/mask"]["trial_id"] == "a"
+    assert set(best) == {"l1/mask"} and best["l1/mask"].trial_id == "b"
+    assert best_per_hypothesis(records, "val_objective", "max")["l1/mask"].trial_id == "a"
     runs = final_runs(best, ["l1/mask", "l2/mask"], seeds=3)
-    assert [(r["hypothesis"], r["seed"]) for r in runs] == [("l1/mask", 1), ("l1/mask", 2), ("l1/mask", 3)]
+    assert [(r.hypothesis, r.seed) for r in runs] == [("l1/mask", 1), ("l1/mask", 2), ("l1/mask", 3)]
 
 
 def test_the_better_rule_honours_the_mode_and_never_prefers_non_finite_values():

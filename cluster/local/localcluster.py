@@ -449,6 +449,59 @@ def claim_state_dir(state_dir: Path, script: str) -> None:
     os.chmod(state_dir, 0o700)
 
 
+def _start_tracking(state_dir: Path, state: dict, pg_root: Path, logs: Path, started: float) -> subprocess.Popen:
+    """PostgreSQL with MLflow's two databases, then the MLflow server on it; each recorded in `state`."""
+    secret_values = state["secrets"]
+    pg_port, mlflow_port = state["ports"]["postgres"], state["ports"]["mlflow"]
+    user = postgres_user()
+    # Recorded before anything runs, so a failed start is cleaned up too.
+    state["postgres"] = {"root": str(pg_root), "bin": str(postgres_bin()), "user": list(user) if user else None,
+                         "port": pg_port}
+    save_state(state_dir, state)
+    bindir, _ = start_postgres(pg_root, pg_port, secret_values["pg_admin_password"])
+    psql(bindir, pg_port, secret_values["pg_admin_password"],
+         f"CREATE ROLE mlflow LOGIN PASSWORD '{secret_values['db_password']}'; ")
+    for database in ("mlflow", "mlflow_auth"):
+        psql(bindir, pg_port, secret_values["pg_admin_password"], f"CREATE DATABASE {database} OWNER mlflow")
+    log(f"PostgreSQL on 127.0.0.1:{pg_port} ({time.monotonic() - started:.1f} s)")
+
+    mlflow_proc = start_mlflow(state_dir, mlflow_port, pg_port, secret_values["db_password"],
+                               secret_values["admin_password"], logs / "mlflow.log")
+    state["pids"]["mlflow"] = mlflow_proc.pid
+    save_state(state_dir, state)
+    return mlflow_proc
+
+
+def _start_ray_nodes(state_dir: Path, state: dict, ray_root: Path, token: str, hidden: list[Path], cpus_per_worker: int,
+                     logs: Path) -> None:
+    """The Ray head (no CPUs: trials run on the workers), then the workers; each recorded in `state`."""
+    secret_values = state["secrets"]
+    gcs_port, dashboard_port, client_port = (state["ports"][name] for name in ("gcs", "dashboard", "ray_client"))
+    head_env = ray_env(state_dir, {"MLFLOW_TRACKING_USERNAME": STUDY_USER,
+                                   "MLFLOW_TRACKING_PASSWORD": secret_values["study_password"]})
+    head = start_node("head", [
+        "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={client_port}", "--include-dashboard=true",
+        "--num-cpus=0", "--num-gpus=0", "--object-store-memory=100000000",
+        f"--temp-dir={ray_root / 'head'}", *node_ports("head", state["ports"]),
+    ], head_env, logs / "ray-head.log")
+    state["pids"]["ray-head"] = head.pid
+    save_state(state_dir, state)
+    worker_env = ray_env(state_dir)
+    if hidden:  # the token file may sit under a hidden path: the workers get the token itself
+        worker_env.pop("RAY_AUTH_TOKEN_PATH")
+        worker_env["RAY_AUTH_TOKEN"] = token
+    for index in range(1, state["workers"] + 1):
+        name = f"worker-{index}"
+        proc = start_node(name, [
+            f"--address=127.0.0.1:{gcs_port}", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus_per_worker}",
+            "--num-gpus=0", "--object-store-memory=100000000", f"--temp-dir={ray_root / name}",
+            *node_ports(name, state["ports"]),
+        ], worker_env, logs / f"ray-{name}.log", prefix=private_mounts_prefix(hidden) if hidden else None)
+        state["pids"][f"ray-{name}"] = proc.pid
+        save_state(state_dir, state)
+
+
 def up(state_dir: Path, workers: int, cpus_per_worker: int, private_mounts: bool = False) -> dict:
     state_dir = state_dir.resolve()
     hidden = hidden_paths() if private_mounts else []
@@ -477,46 +530,8 @@ def up(state_dir: Path, workers: int, cpus_per_worker: int, private_mounts: bool
     logs = state_dir / "logs"
     try:
         started = time.monotonic()
-        user = postgres_user()
-        # Recorded before anything runs, so a failed start is cleaned up too.
-        state["postgres"] = {"root": str(pg_root), "bin": str(postgres_bin()), "user": list(user) if user else None,
-                             "port": pg_port}
-        save_state(state_dir, state)
-        bindir, _ = start_postgres(pg_root, pg_port, secret_values["pg_admin_password"])
-        psql(bindir, pg_port, secret_values["pg_admin_password"],
-             f"CREATE ROLE mlflow LOGIN PASSWORD '{secret_values['db_password']}'; ")
-        for database in ("mlflow", "mlflow_auth"):
-            psql(bindir, pg_port, secret_values["pg_admin_password"], f"CREATE DATABASE {database} OWNER mlflow")
-        log(f"PostgreSQL on 127.0.0.1:{pg_port} ({time.monotonic() - started:.1f} s)")
-
-        mlflow_proc = start_mlflow(state_dir, mlflow_port, pg_port, secret_values["db_password"],
-                                   secret_values["admin_password"], logs / "mlflow.log")
-        state["pids"]["mlflow"] = mlflow_proc.pid
-        save_state(state_dir, state)
-
-        head_env = ray_env(state_dir, {"MLFLOW_TRACKING_USERNAME": STUDY_USER,
-                                       "MLFLOW_TRACKING_PASSWORD": secret_values["study_password"]})
-        head = start_node("head", [
-            "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={client_port}", "--include-dashboard=true",
-            "--num-cpus=0", "--num-gpus=0", "--object-store-memory=100000000",
-            f"--temp-dir={ray_root / 'head'}", *node_ports("head", state["ports"]),
-        ], head_env, logs / "ray-head.log")
-        state["pids"]["ray-head"] = head.pid
-        save_state(state_dir, state)
-        worker_env = ray_env(state_dir)
-        if hidden:  # the token file may sit under a hidden path: the workers get the token itself
-            worker_env.pop("RAY_AUTH_TOKEN_PATH")
-            worker_env["RAY_AUTH_TOKEN"] = token
-        for index in range(1, workers + 1):
-            name = f"worker-{index}"
-            proc = start_node(name, [
-                f"--address=127.0.0.1:{gcs_port}", "--node-ip-address=127.0.0.1", f"--num-cpus={cpus_per_worker}",
-                "--num-gpus=0", "--object-store-memory=100000000", f"--temp-dir={ray_root / name}",
-                *node_ports(name, state["ports"]),
-            ], worker_env, logs / f"ray-{name}.log", prefix=private_mounts_prefix(hidden) if hidden else None)
-            state["pids"][f"ray-{name}"] = proc.pid
-            save_state(state_dir, state)
+        mlflow_proc = _start_tracking(state_dir, state, pg_root, logs, started)
+        _start_ray_nodes(state_dir, state, ray_root, token, hidden, cpus_per_worker, logs)
 
         wait_for("MLflow server", lambda: http("GET", f"{state['mlflow']}/health")[0] == 200, 180, proc=mlflow_proc,
                  log_file=logs / "mlflow.log")

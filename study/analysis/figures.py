@@ -15,13 +15,13 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from models.loss_names import LOSS_NAMES as PAPER_LOSS_ORDER
 from study.analysis.effects import NOT_TESTED
 from study.analysis.ranking import METRIC_LABELS, Ranking
 from study.analysis.scores import grid_sorted
 
 MASK_COLOURS = {True: "#1f77b4", False: "#d95f02"}
 MASK_NAMES = {True: "mask", False: "no mask"}
-PAPER_LOSS_ORDER = ("l1", "l2", "ssim", "ssim+l1", "ssim+l2")
 
 
 def new_figure(width: float, height: float) -> Figure:

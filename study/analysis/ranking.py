@@ -19,6 +19,7 @@ from study.analysis.resampling import crossed_bootstrap, rank_stats
 from study.analysis.scores import (LEGACY_VIEW, METRIC_LABELS, METRICS, REGION_TITLES, VIEW_TITLES, ScoreCube,
                                    build_cube, grid_sorted, hypothesis_name, pair_title)
 from study.analysis.statistics import MIN_TEST_SEEDS, Moments, check_boot_args
+from study.config.views import FULL
 
 __all__ = ["METRICS", "METRIC_LABELS", "REGION_TITLES", "VIEW_TITLES", "Ranking", "hypothesis_name", "rank",
            "pair_title", "SUMMARY_COLUMNS", "OVERALL_COLUMNS", "PARETO_COLUMNS"]
@@ -137,7 +138,7 @@ def _metric_agreement(point: np.ndarray) -> tuple[float, float] | None:
     return (float(off.min()), float(off.max())) if off.size else None
 
 
-def rank(scores: pd.DataFrame, region: str = "full", n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
+def rank(scores: pd.DataFrame, region: str = FULL, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
          view: str = LEGACY_VIEW) -> Ranking:
     """Compare every hypothesis on one (view, region)'s per-image test scores (a file without a
     `view` column holds composed scores).

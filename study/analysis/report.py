@@ -22,8 +22,9 @@ from study.analysis.figures import plot_factorial, plot_mask_effect, plot_metric
 from study.analysis.figures_ranks import best_trial, plot_rank_intervals, plot_trials
 from study.analysis.paper import PAPER_REFERENCE_PATH, load_paper_reference, magnitudes_comparable
 from study.analysis.ranking import Ranking
-from study.analysis.scores import REGION_TITLES, VIEW_TITLES, grid_sorted
+from study.analysis.scores import grid_sorted
 from study.analysis.tables import COMPOSED_CAVEAT, mask_effect_sentence, ordered, winner_sentence
+from study.config.views import COMPOSED, PAPER, REGION_TITLES, VIEW_TITLES
 
 __all__ = ["PAPER_REFERENCE_PATH", "load_paper_reference", "write_report"]
 TRIAL_COLUMNS = ("hypothesis", "trial_id", "kl_weight", "lr", "objective", "status")
@@ -146,11 +147,11 @@ def _build(tmp: Path, ranks: list[Ranking], trials: pd.DataFrame, info: dict[str
     parts.append(mask_effect_sentence(head))
     for r in ranks[1:]:
         parts.append(f"- {r.title.capitalize()}: {winner_sentence(r)}.")
-    if any(r.view == "composed" for r in ranks):
+    if any(r.view == COMPOSED for r in ranks):
         parts.append(COMPOSED_CAVEAT)
 
     for r in ranks:
-        parts += _ranking_section(r, figure, paper if (magnitudes and (r.view, r.region) == ("composed", "full"))
+        parts += _ranking_section(r, figure, paper if (magnitudes and (r.view, r.region) == PAPER)
                                   else None)
 
     if paper is not None:
@@ -158,7 +159,7 @@ def _build(tmp: Path, ranks: list[Ranking], trials: pd.DataFrame, info: dict[str
         dataset = info.get("dataset") or {}
         size = dataset.get("image_size", "?")
         parts.append(md.direction_markdown(ranks, paper, magnitudes, f"{dataset.get('source', '?')} at {size} px"))
-        composed = next((r for r in ranks if (r.view, r.region) == ("composed", "full")), None)
+        composed = next((r for r in ranks if (r.view, r.region) == PAPER), None)
         if magnitudes and composed is not None and any(h in paper.index for h in composed.hypotheses):
             rel = figure("paper_comparison.png", plot_paper_comparison, composed, paper)
             parts.append(f"![This study vs the published values, composed view, full output]({rel})")
@@ -171,6 +172,16 @@ def _build(tmp: Path, ranks: list[Ranking], trials: pd.DataFrame, info: dict[str
     trials_fig = figure("trials.png", plot_trials, trials, mode) if not trials.empty else None
     parts.append(_trials_markdown(trials, trials_fig, mode, info.get("tuning_note")))
 
+    parts += _reconstructions_section(tmp, files, recon_grids, combined_grid)
+
+    (tmp / "REPORT.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    return files
+
+
+def _reconstructions_section(tmp: Path, files: list[str], recon_grids: dict[str, Path],
+                             combined_grid: Path | None) -> list[str]:
+    """The reconstruction grids, copied into tmp (and added to `files`): one combined grid, or one per hypothesis."""
+    parts: list[str] = []
     if combined_grid is not None or recon_grids:
         parts.append("## Reconstructions")
     if combined_grid is not None:
@@ -186,16 +197,14 @@ def _build(tmp: Path, ranks: list[Ranking], trials: pd.DataFrame, info: dict[str
             shutil.copyfile(recon_grids[h], tmp / rel)
             files.append(rel)
             parts.append(f"### {h}\n\n![Reconstructions, {h}]({rel})")
-
-    (tmp / "REPORT.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
-    return files
+    return parts
 
 
 def _ranking_section(r: Ranking, figure: Callable[..., str], paper: pd.DataFrame | None) -> list[str]:
     key = _slug(r.key)
     region, view = REGION_TITLES.get(r.region, r.region), VIEW_TITLES.get(r.view, f"{r.view} view")
     parts = [f"## Ranking: {region}, {view}", f"Scores: {md.VIEW_EXPLAINED.get(r.view, r.view)}."]
-    if r.view == "composed":
+    if r.view == COMPOSED:
         parts.append(COMPOSED_CAVEAT)
     if paper is not None:
         parts.append("The (paper) columns are the values published by Toledo & Antonelo (arXiv 2112.02139, CelebA "

@@ -12,10 +12,11 @@ from study.analysis.paper import direction_agreement, ranking_agreement
 from study.analysis.ranking import METRIC_LABELS, METRICS, Ranking
 from study.analysis.statistics import MIN_TEST_SEEDS
 from study.analysis.tables import rank_label, seeds_text
+from study.config.views import COMPOSED, DECODER
 
 VIEW_EXPLAINED = {
-    "decoder": "the network's own output, with no input pixel in it, scored on the ground-truth face region only",
-    "composed": "the paper's protocol: mask models paste the input through their predicted mask "
+    DECODER: "the network's own output, with no input pixel in it, scored on the ground-truth face region only",
+    COMPOSED: "the paper's protocol: mask models paste the input through their predicted mask "
                 "(output · mask + input · (1 − mask)); models without a mask are scored on their output",
 }
 

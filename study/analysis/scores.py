@@ -13,23 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.metric_names import METRIC_LABELS, METRIC_NAMES
 from study.config.hypotheses import Hypothesis, hypothesis_grid
+from study.config.views import FULL, LEGACY_VIEW, PAIR_ORDER, REGION_TITLES, VIEW_TITLES
 
-METRICS: tuple[str, ...] = ("one_minus_ssim", "one_minus_ms_ssim", "lpips", "one_minus_vif", "l1_x10", "l2_x10")
-METRIC_LABELS: dict[str, str] = {
-    "one_minus_ssim": "1-SSIM",
-    "one_minus_ms_ssim": "1-MS-SSIM",
-    "lpips": "LPIPS",
-    "one_minus_vif": "1-VIF",
-    "l1_x10": "10·l1",
-    "l2_x10": "10·l2",
-}
-REGION_TITLES = {"full": "full output", "face": "face region (ground-truth mask)"}
-VIEW_TITLES = {"decoder": "decoder view", "composed": "composed view"}
-# The headline first: the network's own output on the face, then the paper's protocol.
-PAIR_ORDER: tuple[tuple[str, str], ...] = (("decoder", "face"), ("composed", "face"), ("composed", "full"),
-                                            ("decoder", "full"))
-LEGACY_VIEW = "composed"  # score files written before the decoder view existed hold composed scores
+METRICS: tuple[str, ...] = METRIC_NAMES
 ID_COLUMNS: tuple[str, ...] = ("hypothesis", "loss", "mask", "seed", "image_id", "region")
 GRID_ORDER: tuple[str, ...] = tuple(h.name for h in hypothesis_grid())
 
@@ -164,7 +152,7 @@ def _drop_incomplete_images(df: pd.DataFrame, metrics: list[str], where: str) ->
     return kept, len(bad_ids)
 
 
-def build_cube(scores: pd.DataFrame, view: str = LEGACY_VIEW, region: str = "full") -> ScoreCube:
+def build_cube(scores: pd.DataFrame, view: str = LEGACY_VIEW, region: str = FULL) -> ScoreCube:
     """Validate one (view, region)'s scores and lay them out as a cube; errors name the problem."""
     df = _select(scores, view, region)
     available, unavailable = _split_metrics(df)

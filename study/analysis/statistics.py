@@ -169,14 +169,3 @@ def pareto_front(means: pd.DataFrame) -> list[str]:
         return [str(h) for h in frame.index]
     dom = dominance(frame.to_numpy(float))
     return [str(h) for h, beaten in zip(frame.index, dom.any(axis=0)) if not beaten]
-
-
-def dominant_hypothesis(means: pd.DataFrame) -> str | None:
-    """The hypothesis that dominates every other one, or None (also None with fewer than two)."""
-    frame = _means_matrix(means)
-    if len(frame) < 2 or frame.shape[1] == 0:
-        return None
-    dom = dominance(frame.to_numpy(float))
-    np.fill_diagonal(dom, True)
-    winners = [str(h) for h, row in zip(frame.index, dom.all(axis=1)) if row]
-    return winners[0] if winners else None

@@ -1,13 +1,12 @@
 """The ranking as tables and sentences: what the terminal, the report and MLflow show."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from study.analysis.effects import NOT_TESTED
 from study.analysis.ranking import METRIC_LABELS, Ranking
-from study.analysis.scores import PAIR_ORDER
 from study.analysis.statistics import MIN_TEST_SEEDS
+from study.config.views import PAIR_ORDER, PAPER
 
 COMPOSED_CAVEAT = ("Mask models win the composed view largely by construction: they paste the input's own pixels "
                    "through their predicted mask, so the background (and part of every face pixel where the mask "
@@ -142,14 +141,10 @@ def format_headline(rankings: dict) -> str:
         return "No rankings."
     head = ranks[0]
     parts = [format_ranking_table(head), mask_effect_sentence(head)]
-    composed = next((r for r in ranks[1:] if (r.view, r.region) == ("composed", "full")), None)
+    composed = next((r for r in ranks[1:] if (r.view, r.region) == PAPER), None)
     if composed is not None:
         parts += ["", format_ranking_table(composed), COMPOSED_CAVEAT]
     rest = [r.title for r in ranks[1:] if r is not composed]
     if rest:
         parts.append(f"Also in the report: {'; '.join(rest)}.")
     return "\n".join(parts)
-
-
-def format_number(v: float, digits: int = 4) -> str:
-    return "—" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"

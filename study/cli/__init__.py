@@ -10,6 +10,7 @@ from study.cli import data as cli_data
 from study.cli import predict as cli_predict
 from study.cli import study as cli_study
 from study.cli import train as cli_train
+from study.errors import is_user_error
 
 # Each module contributes its subcommands; `register(subparsers)` adds them with their handlers.
 COMMAND_MODULES = [cli_data, cli_train, cli_study, cli_predict]
@@ -26,19 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         module.register(subparsers)
     return parser
-
-
-# Errors that mean "bad input", by the module that defines them. A module never imported cannot
-# have raised its error, so looking in sys.modules keeps an error path from importing torch.
-_USER_ERROR_CLASSES = (("data.errors", "DatasetError"), ("study.training.checkpoint", "CheckpointError"),
-                       ("study.training.trainer", "IncompatibleCheckpointError"), ("models.vae", "ModelFileError"))
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from study.errors import UserInputError
-
-    loaded = [getattr(sys.modules[module], name) for module, name in _USER_ERROR_CLASSES if module in sys.modules]
-    return (UserInputError, FileNotFoundError, *loaded)
 
 
 def error_text(error: BaseException) -> str:
@@ -70,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _quiet_broken_pipe()
-    except _user_errors() as error:
+    except Exception as error:
+        if not is_user_error(error):
+            raise
         print(f"maskvae {args.command}: error: {error_text(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -93,14 +93,10 @@ def _check_resumable(checkpoint: Path, config) -> int:
     """The checkpoint's epoch, after checking it fits this run's hypothesis and network (before anything is written)."""
     from study.config.train import TrainConfig
     from study.training.checkpoint import load_checkpoint
-    from study.training.trainer import IncompatibleCheckpointError
+    from study.training.trainer import check_compatible
 
     payload = load_checkpoint(checkpoint)
-    saved = TrainConfig.from_json(payload["config"])
-    if saved.parsed_hypothesis != config.parsed_hypothesis or saved.model != config.model:
-        raise IncompatibleCheckpointError(
-            f"--resume {checkpoint}: checkpoint is for {saved.hypothesis} with {saved.model.model_dump()}, "
-            f"not {config.hypothesis} with {config.model.model_dump()}")
+    check_compatible(TrainConfig.from_json(payload["config"]), config, f"--resume {checkpoint}")
     return int(payload["epoch"])
 
 
@@ -139,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_into(out: Path, config, data, data_arg: str, resume: Path | None, *, show: Path) -> Path:
     """Train and export into `out`; returns the newest checkpoint. `show` is the directory named in messages."""
-    from study.training.checkpoint import best_weights, export_model, load_checkpoint
+    from study.training.checkpoint import best_weights, export_model, load_checkpoint, model_metadata
     from study.training.trainer import build_model, train
 
     out.mkdir(parents=True, exist_ok=True)
@@ -163,9 +159,6 @@ def _train_into(out: Path, config, data, data_arg: str, resume: Path | None, *, 
     weights, best_epoch = best_weights(load_checkpoint(newest))
     model = build_model(config, data.manifest.image_size)
     model.load_state_dict(weights)
-    export_model(out / run_dir.MODEL, model, {
-        "train_config": config.model_dump(), "dataset": data.manifest.content_hash, "best_epoch": best_epoch,
-        "image_size": data.manifest.image_size, "resize": data.manifest.notes.get("resize"),
-    })
+    export_model(out / run_dir.MODEL, model, model_metadata(config, data.manifest, best_epoch))
     print(f"best validation epoch {best_epoch} exported")
     return newest

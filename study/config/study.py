@@ -11,6 +11,7 @@ from models.loss_names import LOSS_NAMES, loss_components
 from study.config.base import StrictModel
 from study.config.hypotheses import Hypothesis
 from study.config.train import TrainConfig
+from study.config.views import COMPOSED, DECODER, FACE, FULL
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -114,15 +115,15 @@ class ResourceConfig(StrictModel):
 
 
 class ChampionConfig(StrictModel):
-    view: Literal["decoder", "composed"] = Field(
-        "decoder", description="Which scoring view picks the champion: 'decoder' (the network's own output on the "
+    view: Literal[DECODER, COMPOSED] = Field(
+        DECODER, description="Which scoring view picks the champion: 'decoder' (the network's own output on the "
         "ground-truth face, no input pixels) or 'composed' (the paper's protocol: mask models paste the input "
         "background through their predicted mask, which wins by construction).")
-    region: Literal["face", "full"] = Field("face", description="Region of that view ('decoder' is scored on 'face' only).")
+    region: Literal[FACE, FULL] = Field(FACE, description="Region of that view ('decoder' is scored on 'face' only).")
 
     @model_validator(mode="after")
     def _scored_pair(self) -> "ChampionConfig":
-        if self.view == "decoder" and self.region != "face":
+        if self.view == DECODER and self.region != FACE:
             raise ValueError("view 'decoder' is scored on region 'face' only")
         return self
 

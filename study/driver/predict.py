@@ -14,6 +14,8 @@ from pathlib import Path
 
 from study.driver.state import StudyState
 from study.errors import UserInputError, first_line
+from study.search.trials import Phase
+from study.tracking.uris import SQLITE_PREFIX, sqlite_path
 from study.training.predict import output_names, predict as predict_with, read_images
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
@@ -47,9 +49,9 @@ def choose_tracking(tracking_uri: str | None, study: StudyState | None, study_di
 
 def _local_store_path(uri: str) -> tuple[Path, str] | None:
     """The file or folder a local tracking URI names, and which of the two it must be."""
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):].split("?", 1)[0]
-        return (Path(path), "file") if path and path != ":memory:" else None
+    if uri.startswith(SQLITE_PREFIX):
+        path = sqlite_path(uri)
+        return (Path(path), "file") if path is not None else None
     if uri.startswith("file:"):
         return Path(uri[len("file:"):].removeprefix("//")), "folder"
     if "://" not in uri:
@@ -108,7 +110,7 @@ def predict(model: str | None, images: list[Path], out: Path, *, tracking_uri: s
         if study is None:
             raise UserInputError(["--model: required unless --study DIR names a study with a champion"],
                                  title="no model")
-        if study.phase != "done":
+        if study.phase != Phase.DONE:
             raise UserInputError([f"--study {study_dir}: has no champion yet (phase {study.phase}); finish it with "
                                   f"`maskvae study resume {study_dir}` or pass --model"], title="no model")
         model = champion_uri(study)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from data import storage
+from data.manifest import MANIFEST
 from study.config.study import StudyConfig
 from study.errors import UserInputError
 
@@ -41,7 +42,7 @@ def ensure_dataset(config: StudyConfig, progress: bool = True) -> str:
     path = config.data.path
     synth = config.data.synthesize_if_missing
     # The manifest, not the folder: a folder (or an object-store prefix) can exist without a dataset.
-    if synth is not None and not storage.Location.of(path).exists("manifest.json"):
+    if synth is not None and not storage.Location.of(path).exists(MANIFEST):
         from data.prepare import synthesize
 
         print(f"making {synth.count} synthetic {synth.size}px faces in {path} (first use)")
@@ -50,7 +51,15 @@ def ensure_dataset(config: StudyConfig, progress: bool = True) -> str:
     return storage.absolute(path)
 
 
-def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PreflightResult:
+    """What the checks found that the study goes on with."""
+
+    tracking_uri: str  # resolved: MLflow's default store made explicit
+    lpips_available: bool  # this study scores LPIPS (`lpips_in_study`)
+
+
+def preflight(config: StudyConfig, out_dir: Path) -> PreflightResult:
     """Checks that leave nothing behind: storage reachable and writable (local or object store, the
     MLflow artifact root included), tracking reachable, LPIPS weights present. All before Ray starts
     and before any MLflow run exists."""
@@ -65,7 +74,7 @@ def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
         checks.append(("data.path", config.data.path))
     problems = [storage.writable_problem(field, where) for field, where in checks]
     if config.data.synthesize_if_missing is None:
-        problems.append(storage.readable_problem("data.path", config.data.path, "manifest.json"))
+        problems.append(storage.readable_problem("data.path", config.data.path, MANIFEST))
     problems = [p for p in problems if p]
     if problems:
         raise UserInputError(problems, title="preflight failed")
@@ -82,10 +91,17 @@ def preflight(config: StudyConfig, out_dir: Path) -> dict[str, Any]:
 
             print(f"note: LPIPS left out: no AlexNet weights at {lpips_weights_path()} "
                   "(README: LPIPS needs AlexNet weights)")
-    return {"tracking_uri": uri, "lpips_available": lpips_ok and config.final.lpips != "off"}
+    return PreflightResult(tracking_uri=uri, lpips_available=lpips_in_study(config, lpips_ok))
 
 
-_OBJECT_STORES = ("s3", "gs", "gcs")
+def lpips_in_study(config: StudyConfig, available: bool | None = None) -> bool:
+    """Whether this study scores LPIPS: its weights are here (`available`, looked up when None) and
+    `final.lpips` is not "off"."""
+    if available is None:
+        from models.perceptual import lpips_available
+
+        available = lpips_available()
+    return available and config.final.lpips != "off"
 
 
 def _artifact_root_problem(config: StudyConfig, tracking_uri: str) -> str | None:
@@ -101,6 +117,6 @@ def _artifact_root_problem(config: StudyConfig, tracking_uri: str) -> str | None
         return (f"mlflow.artifact_location: {configured}: experiment {name!r} already keeps its artifacts at "
                 f"{existing} (MLflow fixes it at creation); name a new mlflow.experiment or drop the setting")
     root, field = (configured, "mlflow.artifact_location") if configured else (existing, "mlflow artifact root")
-    if not root or root.split("://", 1)[0] not in _OBJECT_STORES:
+    if not root or not storage.is_object_store(root):
         return None
     return storage.writable_problem(field, artifact_probe_uri(root))

@@ -18,11 +18,11 @@ from study.driver.layout import StudyLayout
 from study.driver.ledger import TrialLedger
 from study.driver.preflight import default_out_dir, ensure_dataset, package_versions, preflight
 from study.driver.progress import ProgressPrinter
-from study.driver.state import StudyState
+from study.driver.state import StudyState, load_study
 from study.errors import UserInputError
 from study.orchestration import cluster, experiments
 from study.search.selection import best_per_hypothesis, final_runs
-from study.search.trials import Listeners, TrialRecord
+from study.search.trials import Listeners, Phase, TrialRecord
 from study.tracking.links import absolute_store_uri
 from study.tracking.listener import MlflowListener
 from study.tracking.naming import claim_names
@@ -48,11 +48,11 @@ def run_study(config: StudyConfig, out_dir: Path | None = None) -> Path:
     checks = preflight(config, out_dir)
     state.data_path = ensure_dataset(config)
     state.storage_path = config.ray.storage_path or str(StudyLayout(out_dir).ray_storage.resolve())
-    state.tracking_uri = absolute_store_uri(checks["tracking_uri"])
+    state.tracking_uri = absolute_store_uri(checks.tracking_uri)
     fresh = not out_dir.exists()
     state.save(out_dir)
     try:
-        return execute(state, config, out_dir, checks["lpips_available"], dashboard_port=port)
+        return execute(state, config, out_dir, checks.lpips_available, dashboard_port=port)
     except UserInputError:
         if fresh and not any(state.parents.values()):  # refused before any run began: leave no half-made study
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -60,15 +60,14 @@ def run_study(config: StudyConfig, out_dir: Path | None = None) -> Path:
 
 
 def resume_study(out_dir: Path) -> Path:
-    state = StudyState.load(out_dir)
-    config = StudyConfig.model_validate(state.config)
-    if state.phase == "done":
+    state, config = load_study(out_dir)
+    if state.phase == Phase.DONE:
         print(f"study {state.name} ({out_dir}) is already complete; nothing to do. Report: {StudyLayout(out_dir).report}")
         return out_dir
     port = cluster.dashboard_port(config.ray)
     checks = preflight(config, out_dir)
     ensure_dataset(config)
-    return execute(state, config, out_dir, checks["lpips_available"], dashboard_port=port)
+    return execute(state, config, out_dir, checks.lpips_available, dashboard_port=port)
 
 
 def _start_ray(state: StudyState, config: StudyConfig, out_dir: Path, port: int | None) -> None:
@@ -135,34 +134,10 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
     listener = Listeners(mlflow_listener, ledger,
                          ProgressPrinter(totals, config.objective.metric, config.objective.mode))
     try:
-        if state.phase == "tune":
-            print(f"tuning {len(hypotheses)} hypotheses x {config.search.trials_per_hypothesis} trials "
-                  f"({config.train.epochs} epochs max, {config.scheduler.kind})")
-            records = _fit_phase(config, state, experiments.TUNE_EXPERIMENT, listener,
-                                 lambda: experiments.tuning_tuner(config, state.data_path, state.storage_path, listener),
-                                 mlflow_listener, ledger)
-            write_trials(layout, records, config.objective.metric)
-            search = experiments.saved_search(state.storage_path)
-            if search is not None:
-                pd.DataFrame(search.trials_table()).to_parquet(layout.optuna_trials, index=False)
-            state.best = best_per_hypothesis(records, config.objective.metric, config.objective.mode)
-            missing = [h for h in hypotheses if h not in state.best]
-            if missing:
-                print(f"warning: no successful trial for {', '.join(missing)}: left out of the final phase")
-            state.phase = "final"
-            state.save(out_dir)
-        if state.phase == "final":
-            runs = final_runs(state.best, hypotheses, config.final.seeds, config.search.seed)
-            if not runs:
-                raise RuntimeError("every tuning trial failed, so there is nothing to retrain; the errors are in "
-                                   f"{layout.trials} and `maskvae study status {out_dir}`")
-            print(f"final phase: {len(runs)} runs ({config.final.seeds} seeds x {len(state.best)} hypotheses) + test evaluation")
-            records = _fit_phase(config, state, experiments.FINAL_EXPERIMENT, listener,
-                                 lambda: experiments.final_tuner(config, runs, state.data_path, state.storage_path, listener),
-                                 mlflow_listener, ledger)
-            collect_final(layout, records, tracker, state, hypotheses)
-            state.phase = "rank"
-            state.save(out_dir)
+        if state.phase == Phase.TUNE:
+            _tune_phase(config, state, layout, hypotheses, listener, mlflow_listener, ledger)
+        if state.phase == Phase.FINAL:
+            _final_phase(config, state, layout, hypotheses, listener, mlflow_listener, ledger, tracker)
     except KeyboardInterrupt:
         closed = tracker.close_open_runs("KILLED")
         state.save(out_dir)
@@ -171,7 +146,7 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
         raise
     finally:
         cluster.stop_ray()
-    if state.phase == "rank":
+    if state.phase == Phase.RANK:
         from study.driver.publish import publish
 
         publish(layout, state, config, manifest, tracker, lpips_available)
@@ -180,9 +155,45 @@ def execute(state: StudyState, config: StudyConfig, out_dir: Path, lpips_availab
         dangling = tracker.close_open_runs("KILLED")
         if dangling:
             print(f"marked {dangling} MLflow runs KILLED: their trials were lost with the driver and re-run")
-        state.phase = "done"
+        state.phase = Phase.DONE
         state.save(out_dir)
     return out_dir
+
+
+def _tune_phase(config: StudyConfig, state: StudyState, layout: StudyLayout, hypotheses: list[str], listener,
+                mlflow_listener: MlflowListener, ledger: TrialLedger) -> None:
+    """Tune every hypothesis, record the trials and each hypothesis's best configuration; then final."""
+    print(f"tuning {len(hypotheses)} hypotheses x {config.search.trials_per_hypothesis} trials "
+          f"({config.train.epochs} epochs max, {config.scheduler.kind})")
+    records = _fit_phase(config, state, experiments.TUNE_EXPERIMENT, listener,
+                         lambda: experiments.tuning_tuner(config, state.data_path, state.storage_path, listener),
+                         mlflow_listener, ledger)
+    write_trials(layout, records, config.objective.metric)
+    search = experiments.saved_search(state.storage_path)
+    if search is not None:
+        pd.DataFrame(search.trials_table()).to_parquet(layout.optuna_trials, index=False)
+    state.best = best_per_hypothesis(records, config.objective.metric, config.objective.mode)
+    missing = [h for h in hypotheses if h not in state.best]
+    if missing:
+        print(f"warning: no successful trial for {', '.join(missing)}: left out of the final phase")
+    state.phase = Phase.FINAL
+    state.save(layout.root)
+
+
+def _final_phase(config: StudyConfig, state: StudyState, layout: StudyLayout, hypotheses: list[str], listener,
+                 mlflow_listener: MlflowListener, ledger: TrialLedger, tracker: MlflowTracker) -> None:
+    """Retrain each best configuration with the final seeds, score and collect them; then rank."""
+    runs = final_runs(state.best, hypotheses, config.final.seeds, config.search.seed)
+    if not runs:
+        raise RuntimeError("every tuning trial failed, so there is nothing to retrain; the errors are in "
+                           f"{layout.trials} and `maskvae study status {layout.root}`")
+    print(f"final phase: {len(runs)} runs ({config.final.seeds} seeds x {len(state.best)} hypotheses) + test evaluation")
+    records = _fit_phase(config, state, experiments.FINAL_EXPERIMENT, listener,
+                         lambda: experiments.final_tuner(config, runs, state.data_path, state.storage_path, listener),
+                         mlflow_listener, ledger)
+    collect_final(layout, records, tracker, state, hypotheses)
+    state.phase = Phase.RANK
+    state.save(layout.root)
 
 
 def _require_shared_storage(state: StudyState, config: StudyConfig) -> None:

@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from study.config.hypotheses import parse_hypothesis
+from study.config.study import StudyConfig
 from study.driver.layout import StudyLayout
 from study.errors import UserInputError
+from study.search.selection import BestConfig
+from study.search.trials import Phase, PhaseName
+from study.tracking.tags import (CODE_VERSION_TAG, DATASET_HASH_TAG, LOSS_TAG, MASK_TAG, STUDY_NAME_TAG,
+                                 VERSION_TAG_PREFIX)
 
-PHASE_ORDER = ("tune", "final", "rank", "done")
+PHASE_ORDER = Phase.ORDER
 
 
 @dataclass
@@ -20,13 +25,13 @@ class StudyState:
     name: str
     created: str
     config: dict[str, Any]
-    phase: str = "tune"
+    phase: PhaseName = Phase.TUNE
     data_path: str = ""
     storage_path: str = ""
     tracking_uri: str = ""
     experiment: str = ""
     parents: dict[str, str | None] = field(default_factory=dict)
-    best: dict[str, dict[str, Any]] = field(default_factory=dict)
+    best: dict[str, BestConfig] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     dashboard_url: str | None = None
     # The registered model's name, claimed with the experiment's (study.tracking.naming); "" until then.
@@ -35,6 +40,10 @@ class StudyState:
     hypotheses_view: str = ""
     # Hypotheses whose representative model reached their MLflow run: only these can be registered.
     logged_models: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # study.json holds each best configuration as a JSON object: typed again on load.
+        self.best = {h: b if isinstance(b, BestConfig) else BestConfig(**b) for h, b in self.best.items()}
 
     def save(self, directory: Path) -> None:
         path = StudyLayout(directory).state_file
@@ -57,10 +66,16 @@ class StudyState:
         """Tags of a hypothesis's MLflow parent run."""
         parsed = parse_hypothesis(hypothesis)
         return {
-            "maskvae.loss": parsed.loss, "maskvae.mask": str(parsed.mask).lower(), "maskvae.dataset_hash": dataset_hash,
-            "maskvae.code_version": self.versions.get("code", ""), "maskvae.study": self.name,
-            **{f"maskvae.version.{k}": v for k, v in self.versions.items()},
+            LOSS_TAG: parsed.loss, MASK_TAG: str(parsed.mask).lower(), DATASET_HASH_TAG: dataset_hash,
+            CODE_VERSION_TAG: self.versions.get("code", ""), STUDY_NAME_TAG: self.name,
+            **{f"{VERSION_TAG_PREFIX}{k}": v for k, v in self.versions.items()},
         }
 
     def at_least(self, phase: str) -> bool:
         return PHASE_ORDER.index(self.phase) >= PHASE_ORDER.index(phase)
+
+
+def load_study(directory: Path) -> tuple[StudyState, StudyConfig]:
+    """A study directory's record and its validated config: how every command opens a study."""
+    state = StudyState.load(directory)
+    return state, StudyConfig.model_validate(state.config)

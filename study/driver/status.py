@@ -9,21 +9,16 @@ from typing import Any
 from study.config.study import StudyConfig
 from study.driver import ledger as trial_ledger
 from study.driver.layout import StudyLayout
-from study.driver.state import StudyState
+from study.driver.state import load_study
 from study.search.objective import best
-
-
-
-def load_study(directory: Path) -> tuple[StudyState, StudyConfig]:
-    state = StudyState.load(directory)
-    return state, StudyConfig.model_validate(state.config)
+from study.search.trials import Phase, trial_outcome
 
 
 def status_summary(directory: Path) -> dict[str, Any]:
     """phase -> hypothesis -> {"counts": Counter of outcomes, "best": best objective or None}."""
     state, config = load_study(directory)
     ledger = trial_ledger.load(StudyLayout(directory).ledger_file)
-    interrupted = state.phase != "done" and not trial_ledger.driver_alive(ledger)
+    interrupted = state.phase != Phase.DONE and not trial_ledger.driver_alive(ledger)
     summary: dict[str, Any] = {}
     for entry in ledger.get("trials", {}).values():
         outcome = _outcome(entry, interrupted)
@@ -38,14 +33,10 @@ def status_summary(directory: Path) -> dict[str, Any]:
 
 
 def _outcome(entry: dict[str, Any], interrupted: bool) -> str:
-    if entry.get("failed"):
-        return "failed"
-    status = entry.get("status", "PENDING")
-    if status == "TERMINATED":
-        return "finished"
-    if interrupted and status in ("RUNNING", "PENDING", "PAUSED"):
+    failed, status = bool(entry.get("failed")), entry.get("status", "PENDING")
+    if interrupted and not failed and status in ("RUNNING", "PENDING", "PAUSED"):
         return "interrupted"
-    return status.lower()
+    return trial_outcome(status, failed)
 
 
 def print_status(directory: Path) -> dict[str, Any]:
@@ -53,7 +44,7 @@ def print_status(directory: Path) -> dict[str, Any]:
     state, config = summary["state"], summary["config"]
     print(f"study {state.name} ({state.study_id}) in {directory}: phase {state.phase}"
           + ("  (no driver running: interrupted)" if summary["interrupted"] else ""))
-    for phase, planned in (("tune", config.search.trials_per_hypothesis), ("final", config.final.seeds)):
+    for phase, planned in ((Phase.TUNE, config.search.trials_per_hypothesis), (Phase.FINAL, config.final.seeds)):
         cells = summary["phases"].get(phase)
         if not cells:
             continue
@@ -63,7 +54,7 @@ def print_status(directory: Path) -> dict[str, Any]:
             tally = ", ".join(f"{n} {s}" for s, n in sorted(cell["counts"].items())) or "not started"
             extra = f"  best {config.objective.metric} {cell['best']:.4f}" if cell["best"] is not None else ""
             print(f"  {hypothesis:<14} {sum(cell['counts'].values())}/{planned}: {tally}{extra}")
-    if state.phase == "done":
+    if state.phase == Phase.DONE:
         print(f"report: {StudyLayout(directory).report}")
     else:
         print(f"resume with: maskvae study resume {directory}")

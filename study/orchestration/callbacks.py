@@ -10,11 +10,6 @@ from data import storage
 from study.search.trials import TrialListener, TrialRecord
 
 
-def flat_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Final-phase trials carry their settings under "run" (one grid point each); tuning trials are flat."""
-    return dict(config["run"]) if "run" in config else dict(config)
-
-
 def stored_location(fs_path: str, storage_path: str) -> str:
     """A path Ray reports inside its storage (no scheme, no endpoint) as a path or URI any process
     can open: the scheme and endpoint of object storage are taken from the study's storage location."""
@@ -62,7 +57,7 @@ def record_of(trial, phase: str, storage_path: str, *, status: str | None = None
     status = status or trial.status
     if error is None:
         error = error_text(trial, storage_path) if status == "ERROR" else last.get("failure")
-    return TrialRecord(phase=phase, trial_id=trial.trial_id, config=flat_config(trial.config), status=status,
+    return TrialRecord(phase=phase, trial_id=trial.trial_id, config=dict(trial.config), status=status,
                        metrics=last, attempts=trial.num_failures + 1, error=error,
                        checkpoint=checkpoint_location(trial.checkpoint, storage_path), history=history)
 

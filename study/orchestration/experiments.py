@@ -2,6 +2,7 @@
 back as `TrialRecord`s. Storage paths may be local or object-store URIs (`data.storage`)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -12,22 +13,23 @@ from typing import Any
 from ray import tune
 from ray.tune import Callback
 from ray.tune.schedulers import FIFOScheduler
-from ray.tune.search import Searcher
+from ray.tune.search import BasicVariantGenerator, Searcher
 
 from data import storage
 from study.config.hypotheses import slug
+from study.config.runs import FinalRun
 from study.config.study import StudyConfig
 from study.orchestration.adapters import HypothesisSearcher, PerHypothesisScheduler
-from study.orchestration.callbacks import CheckpointPruner, ListenerCallback, flat_config, record_of
+from study.orchestration.callbacks import CheckpointPruner, ListenerCallback, record_of
 from study.orchestration.cluster import default_concurrency, reuse_actors
 from study.orchestration.startgate import StartGate
 from study.orchestration.trainables import final_trial, trial_actor_class, tune_trial
 from study.search.optuna_search import HypothesisSearch
-from study.search.trials import TrialListener, TrialRecord
+from study.search.trials import Phase, TrialListener, TrialRecord
 
-TUNE_EXPERIMENT = "tune"
-FINAL_EXPERIMENT = "final"
-PHASE_EXPERIMENTS = (TUNE_EXPERIMENT, FINAL_EXPERIMENT)
+TUNE_EXPERIMENT = Phase.TUNE
+FINAL_EXPERIMENT = Phase.FINAL
+PHASE_EXPERIMENTS = Phase.TRIALS
 # Per ended trial: the newest and one older, a fallback when the newest is unreadable.
 KEEP_CHECKPOINTS = 2
 # Other studies' drivers on this host start their experiments in other seconds (startgate.py).
@@ -35,15 +37,17 @@ _START_GATE = StartGate()
 
 
 def _trial_dirname(trial) -> str:
-    config = flat_config(trial.config)
+    config = trial.config
     hypothesis = slug(config.get("hypothesis", "trial"))
-    suffix = f"-seed{config['seed']}" if "run" in trial.config else ""
+    suffix = f"-seed{config['seed']}" if "seed" in config else ""
     return f"{hypothesis}{suffix}-{trial.trial_id}"
 
 
 def _trial_name(trial) -> str:
-    config = flat_config(trial.config)
-    suffix = f"/seed{config['seed']}" if "run" in trial.config else f"#{config['index']}" if "index" in config else ""
+    """What people read for a trial (progress lines, the dashboard): `<hypothesis>#<index>:<id>` when
+    tuning, `<hypothesis>/seed<N>:<id>` in the final phase."""
+    config = trial.config
+    suffix = f"/seed{config['seed']}" if "seed" in config else f"#{config['index']}" if "index" in config else ""
     return f"{config.get('hypothesis', 'trial')}{suffix}:{trial.trial_id}"
 
 
@@ -96,12 +100,18 @@ def tuning_tuner(config: StudyConfig, data_path: str, storage_path: str, listene
     )
 
 
-def final_tuner(config: StudyConfig, runs: list[dict[str, Any]], data_path: str, storage_path: str,
+def final_tuner(config: StudyConfig, runs: list[FinalRun], data_path: str, storage_path: str,
                 listener: TrialListener) -> tune.Tuner:
+    # Each run is one preset point, fed flat: a final trial's config is its run (hypothesis, kl_weight,
+    # lr, seed). The space holds the runs' values so Tune accepts the points as they are.
+    points = [dataclasses.asdict(run) for run in runs]
+    space = {field.name: tune.choice(sorted({point[field.name] for point in points}, key=str))
+             for field in dataclasses.fields(FinalRun)} if points else {}
     return tune.Tuner(
         _trainable(config, FINAL_EXPERIMENT, final_trial, data_path),
-        param_space={"run": tune.grid_search(runs)},
+        param_space=space,
         tune_config=tune.TuneConfig(
+            search_alg=BasicVariantGenerator(points_to_evaluate=points), num_samples=len(points),
             reuse_actors=reuse_actors(config), max_concurrent_trials=default_concurrency(config),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),

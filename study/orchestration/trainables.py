@@ -2,43 +2,31 @@
 per-trial gauges the dashboard shows."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 from ray.tune import Checkpoint
 
+from study.config.runs import FinalRun
 from study.config.study import StudyConfig
 from study.orchestration.cluster import node_id
 from study.search.objective import finite_or_none
+from study.search.trials import Phase, PhaseName
 from study.training import faults
 
-_DATA_CACHE: dict[str, Any] = {}
-
-
+@functools.cache
 def _dataset(path: str):
     """One FaceData per worker process (memory-mapped shards), reused across trials with actor reuse."""
     from data.loader import FaceData
 
-    if path not in _DATA_CACHE:
-        _DATA_CACHE[path] = FaceData.load(path)
-    return _DATA_CACHE[path]
-
-
-_trial_notes: dict[str, Any] = {}
-
-
-def _report_to_tune(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-    payload = {**metrics, **_trial_notes, "node_id": node_id()}
-    checkpoint = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
-    _export_trial_metrics(metrics)
-    tune.report(payload, checkpoint=checkpoint)
-    faults.fire("after_report", epoch=int(metrics.get("epoch", 0)),
-                handlers={"corrupt_and_exit": _corrupt_latest_persisted_checkpoint})
+    return FaceData.load(path)
 
 
 # Dashboard view of trials: each trial runs in its own actor (see `trial_actor_class`), and these
@@ -51,45 +39,68 @@ _TRIAL_GAUGE_SPECS = {
     "val_objective": ("maskvae_trial_objective", "Validation objective of the trial's last epoch."),
 }
 _TRIAL_GAUGE_TAGS = ("hypothesis", "trial", "phase")
-_trial_gauges: dict[str, Any] = {}
-_announced_trials: set[str] = set()
 
 
-def _trial_tags() -> dict[str, str] | None:
-    """hypothesis / trial name (`_trial_name`'s "<hypothesis>[#<i>|/seed<N>]:<id>") / phase of the running trial."""
-    try:
-        context = tune.get_context()
-        name, phase = context.get_trial_name(), context.get_experiment_name()
-    except Exception:  # not inside a Tune trial (a direct call in a test): nothing to label
-        return None
-    if not name:
-        return None
-    hypothesis = name.rsplit(":", 1)[0].split("#")[0].split("/seed")[0]
-    return {"hypothesis": hypothesis, "trial": name, "phase": phase or ""}
-
-
-def _export_trial_metrics(metrics: dict[str, float]) -> None:
+@functools.cache
+def _gauge(name: str, description: str):
+    """One gauge object per metric and worker process: every trial the process runs sets it."""
     from ray.util.metrics import Gauge
 
-    tags = _trial_tags()
-    if tags is None:
-        return
-    if tags["trial"] not in _announced_trials:
-        _announced_trials.add(tags["trial"])
-        line = f"maskvae {tags['phase']} trial {tags['trial']} (hypothesis {tags['hypothesis']}) on node {node_id()}"
-        # stderr is the log tab the dashboard opens by default; stdout keeps `ray logs` users covered.
-        print(line, flush=True)
-        print(line, file=sys.stderr, flush=True)
-    try:
-        for key, (name, description) in _TRIAL_GAUGE_SPECS.items():
-            value = finite_or_none(metrics.get(key))
-            if value is None:
-                continue
-            if name not in _trial_gauges:
-                _trial_gauges[name] = Gauge(name, description=description, tag_keys=_TRIAL_GAUGE_TAGS)
-            _trial_gauges[name].set(value, tags=tags)
-    except Exception as error:  # a dashboard gauge is never worth a failed trial
-        logging.getLogger(__name__).warning("maskvae: trial metrics not exported: %s", error)
+    return Gauge(name, description=description, tag_keys=_TRIAL_GAUGE_TAGS)
+
+
+@dataclass
+class TrialContext:
+    """Who the running trial is, set where it starts (`tune_trial`, `final_trial`): its reports,
+    gauges, log line and failpoints read it here instead of parsing it back out of a trial name."""
+
+    phase: PhaseName
+    hypothesis: str
+    index: int | None = None
+    seed: int | None = None
+    # Said once with every report: how the trial resumed (a skipped checkpoint, a fresh start).
+    notes: dict[str, Any] = field(default_factory=dict)
+    announced: bool = False
+
+    def __post_init__(self) -> None:
+        where = {"index": self.index} if self.seed is None else {"seed": self.seed}
+        faults.set_context(phase=self.phase, hypothesis=self.hypothesis, **where)
+
+    def report(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        payload = {**metrics, **self.notes, "node_id": node_id()}
+        checkpoint = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        self._export_metrics(metrics)
+        tune.report(payload, checkpoint=checkpoint)
+        faults.fire("after_report", epoch=int(metrics.get("epoch", 0)),
+                    handlers={"corrupt_and_exit": _corrupt_latest_persisted_checkpoint})
+
+    def _tags(self) -> dict[str, str] | None:
+        """hypothesis / Tune's trial name (`experiments._trial_name`) / phase of this trial."""
+        try:
+            name = tune.get_context().get_trial_name()
+        except Exception:  # not inside a Tune trial (a direct call in a test): nothing to label
+            return None
+        if not name:
+            return None
+        return {"hypothesis": self.hypothesis, "trial": name, "phase": self.phase}
+
+    def _export_metrics(self, metrics: dict[str, float]) -> None:
+        tags = self._tags()
+        if tags is None:
+            return
+        if not self.announced:
+            self.announced = True
+            line = f"maskvae {tags['phase']} trial {tags['trial']} (hypothesis {tags['hypothesis']}) on node {node_id()}"
+            # stderr is the log tab the dashboard opens by default; stdout keeps `ray logs` users covered.
+            print(line, flush=True)
+            print(line, file=sys.stderr, flush=True)
+        try:
+            for key, (name, description) in _TRIAL_GAUGE_SPECS.items():
+                value = finite_or_none(metrics.get(key))
+                if value is not None:
+                    _gauge(name, description).set(value, tags=tags)
+        except Exception as error:  # a dashboard gauge is never worth a failed trial
+            logging.getLogger(__name__).warning("maskvae: trial metrics not exported: %s", error)
 
 
 def _corrupt_latest_persisted_checkpoint() -> None:
@@ -123,18 +134,17 @@ def _resume_candidates(latest: Checkpoint | None) -> list[Checkpoint | None]:
     return [latest, *(Checkpoint(path, filesystem=latest.filesystem) for path in older), None]
 
 
-def _run_trial(body, prefix: str, metric: str) -> None:
+def _run_trial(context: TrialContext, body, prefix: str, metric: str) -> None:
     """Resume from the newest readable checkpoint; a corrupted one is skipped, and the trial says so."""
     from study.training.checkpoint import CheckpointError, load_checkpoint
 
-    _trial_notes.clear()
     skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
         for candidate in _resume_candidates(tune.get_checkpoint()):
             if candidate is None:
                 if skipped:
-                    _trial_notes["checkpoint_note"] = f"no readable checkpoint ({'; '.join(skipped)}): restarted from scratch"
-                return _guard_non_finite(body, Path(workdir), None, metric)
+                    context.notes["checkpoint_note"] = f"no readable checkpoint ({'; '.join(skipped)}): restarted from scratch"
+                return _guard_non_finite(context, body, Path(workdir), None, metric)
             with candidate.as_directory() as resume_dir:
                 try:
                     load_checkpoint(Path(resume_dir))
@@ -142,12 +152,12 @@ def _run_trial(body, prefix: str, metric: str) -> None:
                     skipped.append(str(error))
                     continue
                 if skipped:
-                    _trial_notes["checkpoint_note"] = (f"skipped unreadable checkpoint(s) ({'; '.join(skipped)}); "
+                    context.notes["checkpoint_note"] = (f"skipped unreadable checkpoint(s) ({'; '.join(skipped)}); "
                                                        f"resumed from {candidate.path.rstrip('/').rsplit('/', 1)[-1]}")
-                return _guard_non_finite(body, Path(workdir), Path(resume_dir), metric)
+                return _guard_non_finite(context, body, Path(workdir), Path(resume_dir), metric)
 
 
-def _guard_non_finite(body, workdir: Path, resume_dir: Path | None, metric: str) -> None:
+def _guard_non_finite(context: TrialContext, body, workdir: Path, resume_dir: Path | None, metric: str) -> None:
     """A NaN/Inf loss ends the trial with its reason (no retry: it would diverge again)."""
     from study.training.trainer import NonFiniteLossError
 
@@ -155,7 +165,7 @@ def _guard_non_finite(body, workdir: Path, resume_dir: Path | None, metric: str)
         body(workdir, resume_dir)
     except NonFiniteLossError as error:
         # Tune requires the metric in every result: NaN, which the searcher records as FAIL.
-        tune.report({"failure": str(error), metric: float("nan"), **_trial_notes})
+        tune.report({"failure": str(error), metric: float("nan"), **context.notes})
 
 
 def tune_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str) -> None:
@@ -164,24 +174,24 @@ def tune_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str)
     study = StudyConfig.model_validate_json(study_json)
     config = study.trial_config(trial_config["hypothesis"], trial_config["kl_weight"], trial_config["lr"],
                                 seed=study.search.seed)
-    faults.set_context(phase="tune", hypothesis=config.hypothesis, index=trial_config.get("index"))
-    _run_trial(lambda workdir, resume: train(config, _dataset(data_path), _report_to_tune, checkpoint=resume,
-                                             workdir=workdir), "maskvae-trial-", study.objective.metric)
+    context = TrialContext(Phase.TUNE, config.hypothesis, index=trial_config.get("index"))
+    _run_trial(context, lambda workdir, resume: train(config, _dataset(data_path), context.report, checkpoint=resume,
+                                                      workdir=workdir), "maskvae-trial-", study.objective.metric)
 
 
 def final_trial(trial_config: dict[str, Any], *, study_json: str, data_path: str) -> None:
     from study.training.final_run import run_final
 
     study = StudyConfig.model_validate_json(study_json)
-    run = trial_config["run"]
-    faults.set_context(phase="final", hypothesis=run["hypothesis"], seed=run["seed"])
-    _run_trial(lambda workdir, resume: run_final(study, run, _dataset(data_path), _report_to_tune, workdir, resume),
-               "maskvae-final-", study.objective.metric)
+    run = FinalRun(**trial_config)
+    context = TrialContext(Phase.FINAL, run.hypothesis, seed=run.seed)
+    _run_trial(context, lambda workdir, resume: run_final(study, run, _dataset(data_path), context.report,
+                                                          workdir, resume), "maskvae-final-", study.objective.metric)
 
 
 
 
-ACTOR_CLASS_NAMES = {"tune": "TuneTrial", "final": "FinalRun"}
+ACTOR_CLASS_NAMES = {Phase.TUNE: "TuneTrial", Phase.FINAL: "FinalRun"}
 
 
 def trial_actor_class(trainable, phase: str, reused: bool) -> type:

@@ -7,18 +7,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from study.search.objective import finite_or_none
 
-PHASES = ("tune", "final")
+
+class Phase:
+    """A study's phases, in the order it passes through them. Trials run in TUNE and FINAL only;
+    each of those is also the name of its Ray experiment and the phase of its `TrialRecord`s."""
+
+    TUNE: Final = "tune"
+    FINAL: Final = "final"
+    RANK: Final = "rank"
+    DONE: Final = "done"
+    ORDER: Final = (TUNE, FINAL, RANK, DONE)
+    TRIALS: Final = (TUNE, FINAL)
+
+
+PhaseName = Literal["tune", "final", "rank", "done"]
 # Ray's trial states that mean the trial has ended.
 ENDED = ("TERMINATED", "ERROR")
 
 
 @dataclass(frozen=True)
 class TrialRecord:
-    phase: str
+    phase: PhaseName
     trial_id: str
     config: Mapping[str, Any]
     status: str
@@ -59,9 +72,7 @@ class TrialRecord:
     @property
     def outcome(self) -> str:
         """What people read: finished, failed, running, pending, ..."""
-        if self.failed:
-            return "failed"
-        return {"TERMINATED": "finished"}.get(self.status, self.status.lower())
+        return trial_outcome(self.status, self.failed)
 
     def value(self, metric: str) -> float | None:
         """The trial's last finite value of `metric`; None for failed trials, which are never chosen."""
@@ -70,6 +81,14 @@ class TrialRecord:
     @property
     def epochs(self) -> int:
         return int(finite_or_none(self.metrics.get("epoch")) or 0)
+
+
+def trial_outcome(status: str, failed: bool) -> str:
+    """A trial's outcome as people read it, from Ray's status and whether it failed: finished, failed,
+    running, pending, ..."""
+    if failed:
+        return "failed"
+    return {"TERMINATED": "finished"}.get(status, status.lower())
 
 
 class TrialListener(Protocol):

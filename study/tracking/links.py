@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from study.tracking.tags import ROLE_TAG, STUDY_TAG
+from study.tracking.uris import SQLITE_PREFIX, sqlite_path
 
 LOCAL_UI = "http://127.0.0.1:5000"
 MODEL_TRAINING = "machine_learning"
@@ -62,7 +63,7 @@ def ui_base(tracking_uri: str) -> str:
 
 def absolute_store_uri(tracking_uri: str) -> str:
     """A SQLite URI that works from any directory (MLflow's default `sqlite:///mlflow.db` is relative)."""
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix) and not tracking_uri.startswith(prefix + "/"):
-        return prefix + str(Path(tracking_uri[len(prefix):]).resolve())
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.startswith("/"):
+        return SQLITE_PREFIX + str(Path(path).resolve()) + tracking_uri[len(SQLITE_PREFIX) + len(path):]
     return tracking_uri

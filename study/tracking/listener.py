@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from data import storage
-from study.search.trials import TrialRecord
+from study.search.trials import Phase, TrialRecord
 from study.tracking.tags import ATTEMPT_TAG, CHECKPOINT_NOTE_TAG, ERROR_TAG, NODE_TAG, PHASE_TAG, TRIAL_ID_TAG
 from study.tracking.tracker import MlflowTracker
 
@@ -41,7 +41,7 @@ class MlflowListener:
         key = f"{record.phase}:{record.trial_id}"
         if key not in self.runs:
             config = record.config
-            name = f"final seed {record.seed}" if record.phase == "final" else f"trial {record.trial_id}"
+            name = f"final seed {record.seed}" if record.phase == Phase.FINAL else f"trial {record.trial_id}"
             params = {k: config[k] for k in _PARAMS if k in config}
             self.runs[key] = self.tracker.child_run(self.parents.get(record.hypothesis), record.hypothesis, key, name,
                                                     params, {PHASE_TAG: record.phase, TRIAL_ID_TAG: record.trial_id})

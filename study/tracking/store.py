@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from data import storage
 from study.errors import UserInputError, first_line
+from study.tracking.uris import sqlite_path
 
 T = TypeVar("T")
 # maskvae prints its own summary; a URL per closed run (MLflow's default with a server) buries it.
@@ -79,10 +80,8 @@ def client_for(uri: str | None):
 
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI (None for other stores and in-memory SQLite)."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix) or uri.endswith(":memory:"):
-        return None
-    return Path(uri[len(prefix):].split("?", 1)[0])
+    path = sqlite_path(uri)
+    return Path(path) if path is not None else None
 
 
 def resolved_tracking_uri(uri: str | None) -> str:

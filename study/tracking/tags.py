@@ -14,6 +14,17 @@ CHECKPOINT_NOTE_TAG = "maskvae.checkpoint_note"
 CHAMPION_TAG = "maskvae.champion"
 WINNER_TAG = "maskvae.winner"
 STUDY_NAME_TAG = "maskvae.study"
+# A hypothesis parent run's description of itself.
+LOSS_TAG = "maskvae.loss"
+MASK_TAG = "maskvae.mask"
+DATASET_HASH_TAG = "maskvae.dataset_hash"
+CODE_VERSION_TAG = "maskvae.code_version"
+VERSION_TAG_PREFIX = "maskvae.version."  # + library name
+CI_TAG_PREFIX = "maskvae.ci."  # + a parent metric's name: its bootstrap interval
+# A registered champion version: what it won on.
+VIEW_TAG = "maskvae.view"
+REGION_TAG = "maskvae.region"
+CRITERION_TAG = "maskvae.criterion"
 PARENT_TAG = "mlflow.parentRunId"
 # MLflow 3's UI opens an experiment as a GenAI (traces) view unless told it holds model training runs.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from study.errors import first_line
 from study.search.objective import finite_or_none
 from study.tracking.store import client_for, resolved_tracking_uri
-from study.tracking.tags import (EXPERIMENT_KIND, HYPOTHESIS_TAG, PARENT_TAG, ROLE_TAG, STUDY_TAG,
-                                 TERMINAL_STATUSES, TRIAL_TAG)
+from study.tracking.tags import (CRITERION_TAG, EXPERIMENT_KIND, HYPOTHESIS_TAG, PARENT_TAG, REGION_TAG, ROLE_TAG,
+                                 STUDY_TAG, TERMINAL_STATUSES, TRIAL_TAG, VIEW_TAG)
 
 T = TypeVar("T")
 
@@ -218,7 +218,7 @@ class MlflowTracker:
         return self._safe("closing open runs", work, 0) or 0
 
     def register_champion(self, name: str, run_id: str, artifact_path: str, *, hypothesis: str, study: str,
-                          view: str = "decoder", region: str = "face", criterion: str = "overall rank",
+                          view: str, region: str, criterion: str,
                           detail: str = "", alias: str = "champion") -> str | None:
         """Register the winning hypothesis's model as `name@alias`, its version saying what won, on
         which view, region and criterion (`detail`: the ranking's own sentence), and for which study."""
@@ -226,8 +226,8 @@ class MlflowTracker:
                        f"{self.experiment_name}): {hypothesis} ranks first on the {view} view, {region} region, "
                        f"by {criterion}." + (f" {detail.rstrip('.')}." if detail else "")
                        + " The study's REPORT.md is on its `report` run.")
-        tags = {STUDY_TAG: self.study_id, HYPOTHESIS_TAG: hypothesis, "maskvae.view": view, "maskvae.region": region,
-                "maskvae.criterion": criterion}
+        tags = {STUDY_TAG: self.study_id, HYPOTHESIS_TAG: hypothesis, VIEW_TAG: view, REGION_TAG: region,
+                CRITERION_TAG: criterion}
         return self.register_model(name, run_id, artifact_path, alias, description=description, tags=tags)
 
     def register_model(self, name: str, run_id: str, artifact_path: str, alias: str = "champion", *,

@@ -13,7 +13,10 @@ from typing import Any
 import torch
 
 from models.files import atomic_torch_save, safe_torch_load as safe_load
+from data.manifest import Manifest
 from models.vae import FaceVAE, ModelFileError
+
+from study.config.train import TrainConfig
 
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -23,6 +26,8 @@ _REQUIRED_KEYS = ("format", "model", "optimizer", "epoch", "rng", "config")
 
 class CheckpointError(RuntimeError):
     """A checkpoint or model file that is missing, truncated, corrupted or unsafe."""
+
+    user_error = True  # bad input: the CLI prints it as one line and exits 2 (study.errors.is_user_error)
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -106,6 +111,16 @@ def latest_loadable_checkpoint(root: Path) -> tuple[dict[str, Any] | None, list[
     return None, skipped
 
 
+def model_metadata(config: TrainConfig, manifest: Manifest, best_epoch: int, **extra: Any) -> dict[str, Any]:
+    """What `model.json` says besides the network: one schema for `maskvae train` and a final run."""
+    return {
+        "hypothesis": config.hypothesis, "train_config": config.model_dump(), "dataset_hash": manifest.content_hash,
+        "image_size": manifest.image_size, "best_epoch": best_epoch,
+        # How the data was resized (None for synthetic faces, rendered square): `predict` resizes inputs alike.
+        "resize": manifest.notes.get("resize"), **extra,
+    }
+
+
 def export_model(directory: Path, model: FaceVAE, metadata: dict[str, Any]) -> Path:
     """`FaceVAE.save`, failing with CheckpointError as the rest of this module does."""
     try:
@@ -117,9 +132,13 @@ def export_model(directory: Path, model: FaceVAE, metadata: dict[str, Any]) -> P
 def load_model(directory: Path, device: str | torch.device = "cpu") -> tuple[FaceVAE, dict[str, Any]]:
     """`FaceVAE.load`, failing with CheckpointError as the rest of this module does."""
     try:
-        return FaceVAE.load(directory, device)
+        model, metadata = FaceVAE.load(directory, device)
     except ModelFileError as error:
         raise CheckpointError(str(error)) from None
+    # `maskvae train` once wrote the dataset's hash as "dataset": read in today's schema.
+    if "dataset" in metadata and "dataset_hash" not in metadata:
+        metadata["dataset_hash"] = metadata.pop("dataset")
+    return model, metadata
 
 
 def best_weights(payload: dict[str, Any]) -> tuple[dict[str, Any], int]:

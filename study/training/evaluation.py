@@ -8,12 +8,10 @@ from data.loader import FaceData
 from models.metrics import METRIC_NAMES, MetricSuite
 from models.vae import FaceVAE
 
-REGIONS = ("full", "face")
-# (view, region) pairs every final run is scored on. "composed" is the paper's protocol: a mask model
-# pastes the input background through its predicted mask. "decoder" is what the network itself
-# produced: its decoder output and the input, both masked to the ground-truth face, so no input or
-# background pixel enters any metric (not even through an SSIM window or an LPIPS receptive field).
-VIEWS = (("composed", "full"), ("composed", "face"), ("decoder", "face"))
+from study.config.views import COMPOSED, DECODER, FACE, FULL, SCORED_PAIRS
+
+# (view, region) pairs every final run is scored on (study.config.views says what each view is).
+VIEWS = SCORED_PAIRS
 # On CPU, batches whose intermediate maps stay in cache: batching gains ~10x at 32 px (128 images),
 # while 64 images at 144 px ran slower than one at a time (benchmarks/evaluation.py).
 CPU_PIXELS_PER_BATCH = 128 * 32 * 32
@@ -41,8 +39,8 @@ def evaluate(model: FaceVAE, data: FaceData, suite: MetricSuite, split: str = "t
         offset += images.shape[0]
         face = masks.to(out.recon.dtype)
         scores = {
-            "composed": suite.score_regions(out.output, images, {"full": None, "face": masks}),
-            "decoder": suite.score_regions(out.recon * face, images * face, {"face": masks}),
+            COMPOSED: suite.score_regions(out.output, images, {FULL: None, FACE: masks}),
+            DECODER: suite.score_regions(out.recon * face, images * face, {FACE: masks}),
         }
         for view, region in VIEWS:
             frame = pd.DataFrame({name: scores[view][region][name].float().cpu().numpy() for name in METRIC_NAMES})

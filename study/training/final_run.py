@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from data.loader import FaceData
 from models.metrics import METRIC_NAMES, MetricSuite
 
-from study.training.checkpoint import best_weights, checkpoint_dirs, export_model, load_checkpoint
+from study.training.checkpoint import best_weights, checkpoint_dirs, export_model, load_checkpoint, model_metadata
 from study.training.device import plan_device
 from study.training.evaluation import evaluate
 from study.training.images import reconstruction_rows, save_grid, save_rows
+from study.config.runs import FinalRun
 from study.config.study import StudyConfig
+from study.config.views import HEADLINE, PAPER
 from study.training.trainer import build_model, train
 
 RUN_SCORES_FILE = "scores.parquet"
@@ -20,9 +22,9 @@ RUN_GRID_ROWS_FILE = "grid_rows.npz"
 RUN_MODEL_DIR = "model"
 
 
-def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: Callable[[dict, Path], None],
+def run_final(study: StudyConfig, run: FinalRun, data: FaceData, report: Callable[[dict, Path], None],
               workdir: Path, resume_dir: Path | None) -> dict[str, float]:
-    config = study.trial_config(run["hypothesis"], run["kl_weight"], run["lr"], seed=int(run["seed"]),
+    config = study.trial_config(run.hypothesis, run.kl_weight, run.lr, seed=int(run.seed),
                                 epochs=study.final.epochs)
     metrics = train(config, data, report, checkpoint=resume_dir, workdir=workdir)
     trained = checkpoint_dirs(workdir / "checkpoints")
@@ -38,7 +40,7 @@ def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: C
     suite = MetricSuite(data.manifest.image_size, device=device, lpips=study.final.lpips)
     scores = evaluate(model.to(device), data.to(device), suite, "test", device=device)
     model = model.cpu()
-    scores.insert(0, "seed", int(run["seed"]))
+    scores.insert(0, "seed", int(run.seed))
     scores.insert(0, "mask", config.parsed_hypothesis.mask)
     scores.insert(0, "loss", config.parsed_hypothesis.loss)
     scores.insert(0, "hypothesis", config.hypothesis)
@@ -47,20 +49,15 @@ def run_final(study: StudyConfig, run: dict[str, Any], data: FaceData, report: C
 
     images, _ = data.tensors("test", list(range(study.final.grid_faces)))
     rows = reconstruction_rows(model, images)
-    save_grid(rows, result_dir / RUN_GRID_FILE, title=f"{config.hypothesis} seed {run['seed']}")
+    save_grid(rows, result_dir / RUN_GRID_FILE, title=f"{config.hypothesis} seed {run.seed}")
     save_rows(rows, result_dir / RUN_GRID_ROWS_FILE)
-    export_model(result_dir / RUN_MODEL_DIR, model, {
-        "hypothesis": config.hypothesis, "train_config": config.model_dump(), "study": study.name,
-        "dataset_hash": data.manifest.content_hash, "image_size": data.manifest.image_size, "best_epoch": best_epoch,
-        # How the data was resized (None for synthetic faces, rendered square): `predict` resizes inputs alike.
-        "resize": data.manifest.notes.get("resize"),
-    })
+    export_model(result_dir / RUN_MODEL_DIR, model, model_metadata(config, data.manifest, best_epoch, study=study.name))
     # Keep the final training checkpoint too, so a crash after this point resumes without retraining.
     (result_dir / "checkpoint.pt").write_bytes((Path(source) / "checkpoint.pt").read_bytes())
 
     # The paper's protocol (composed, full image) as test_<metric>; the headline view beside it.
-    paper = scores[(scores["view"] == "composed") & (scores["region"] == "full")]
-    decoder = scores[(scores["view"] == "decoder") & (scores["region"] == "face")]
+    paper = scores[(scores["view"] == PAPER[0]) & (scores["region"] == PAPER[1])]
+    decoder = scores[(scores["view"] == HEADLINE[0]) & (scores["region"] == HEADLINE[1])]
     test_means = {f"test_{name}": float(paper[name].mean()) for name in METRIC_NAMES}
     test_means.update({f"test_decoder_face_{name}": float(decoder[name].mean()) for name in METRIC_NAMES})
     final_metrics = {**metrics, **test_means, "best_epoch": float(best_epoch), "evaluated": 1.0}

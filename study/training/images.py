@@ -10,9 +10,6 @@ from PIL import Image, ImageDraw
 
 from models.vae import FaceVAE
 
-ROW_LABELS = ("input", "output", "decoder", "mask")
-
-
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B,C,H,W) in [0,1] -> (B,H,W,3) uint8; single-channel images become grey."""
     array = images.detach().float().clamp(0, 1).cpu()

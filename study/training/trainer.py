@@ -34,7 +34,16 @@ class NonFiniteLossError(RuntimeError):
 
 
 class IncompatibleCheckpointError(ValueError):
-    pass
+    user_error = True  # bad input: the CLI prints it as one line and exits 2 (study.errors.is_user_error)
+
+
+def check_compatible(saved: TrainConfig, config: TrainConfig, where: str) -> None:
+    """A checkpoint resumes only the hypothesis and network it was trained for; `where` names it."""
+    if saved.parsed_hypothesis != config.parsed_hypothesis or saved.model != config.model:
+        raise IncompatibleCheckpointError(
+            f"{where}: checkpoint is for hypothesis {saved.hypothesis} with model {saved.model.model_dump()}, "
+            f"not {config.hypothesis} with {config.model.model_dump()}"
+        )
 
 
 def build_model(config: TrainConfig, image_size: int) -> FaceVAE:
@@ -176,12 +185,7 @@ def validate(model: FaceVAE, data: FaceData, config: TrainConfig, plan: DevicePl
 
 def _restore(checkpoint: Path, config: TrainConfig, model, optimizer) -> tuple[int, dict | None]:
     payload = load_checkpoint(checkpoint)
-    saved = TrainConfig.from_json(payload["config"])
-    if saved.parsed_hypothesis != config.parsed_hypothesis or saved.model != config.model:
-        raise IncompatibleCheckpointError(
-            f"{checkpoint}: checkpoint is for hypothesis {saved.hypothesis} with model {saved.model.model_dump()}, "
-            f"not {config.hypothesis} with {config.model.model_dump()}"
-        )
+    check_compatible(TrainConfig.from_json(payload["config"]), config, str(checkpoint))
     try:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])

@@ -1,4 +1,4 @@
-"""A picture of the synthetic faces beside their face masks (docs/synthetic_faces.png)."""
+"""A picture of the synthetic faces beside their face masks (the README's docs/synthetic_faces.png), for tests."""
 
 from __future__ import annotations
 
