@@ -39,7 +39,7 @@ def test_mask_effect_counts_what_ran_and_names_what_could_not(ranking) -> None:
     assert "Not tested (fewer than 3 seeds on a side): l2 (3 mask / 2 no-mask seeds)." in sentence
     assert "cannot be tested" not in sentence
     table = mask_effect_markdown(ranking)
-    assert "Simultaneous 95% CI (Bonferroni over 20 tests; † untested row, unadjusted)" in table
+    assert "Holm-adjusted 95% CI (20 tests; † untested row, unadjusted)" in table
     assert table.count("†") == 1 + 5  # the header's key and the five untested l2 rows
 
 
@@ -72,3 +72,13 @@ def test_design_section_counts_the_tests_that_ran(ranking) -> None:
     assert f"Short of seeds: {SHORT} has 2 seeds.** Only what involves it goes untested: 20 of 25 mask-effect " \
            "tests ran, the factorial leaves out l2, and P(best) is reported for every other hypothesis." in text
     assert "cannot be tested" not in text
+
+
+def test_holm_intervals_exclude_zero_exactly_with_a_holm_verdict(ranking) -> None:
+    for frame in (ranking.mask_effect, ranking.factorial):
+        tested = frame[frame["better"] != "not tested"]
+        excludes = ((tested["holm_low"] > 0) | (tested["holm_high"] < 0)).to_numpy()
+        assert excludes.tolist() == (tested["p_holm"] < ranking.alpha).tolist()
+        # Never narrower than the unadjusted interval.
+        assert (tested["holm_low"] <= tested["ci_low"] + 1e-12).all()
+        assert (tested["holm_high"] >= tested["ci_high"] - 1e-12).all()

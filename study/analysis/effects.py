@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from study.analysis.scores import ScoreCube
-from study.analysis.statistics import MIN_TEST_SEEDS, Moments, bonferroni_interval, holm_where, sign_consistency
+from study.analysis.statistics import MIN_TEST_SEEDS, Moments, holm_interval, holm_where, sign_consistency
 
-MASK_EFFECT_COLUMNS = ["loss", "metric", "diff", "ci_low", "ci_high", "se", "df", "p_value", "p_holm", "sim_low",
-                       "sim_high", "better", "seeds_mask", "seeds_nomask", "mask_better_pairs", "pairs"]
+MASK_EFFECT_COLUMNS = ["loss", "metric", "diff", "ci_low", "ci_high", "se", "df", "p_value", "p_holm", "holm_low",
+                       "holm_high", "better", "seeds_mask", "seeds_nomask", "mask_better_pairs", "pairs"]
 FACTORIAL_COLUMNS = ["metric", "effect", "level", "estimate", "ci_low", "ci_high", "se", "df", "p_value", "p_holm",
-                     "sim_low", "sim_high", "better", "min_seeds", "seeds_assessed"]
+                     "holm_low", "holm_high", "better", "min_seeds", "seeds_assessed"]
 NOT_TESTED = "not tested"
 
 
@@ -47,16 +47,16 @@ def mask_effect(cube: ScoreCube, moments: Moments, alpha: float) -> pd.DataFrame
     return _adjust(out, "diff", alpha)[MASK_EFFECT_COLUMNS]
 
 
-_ADDED = ("p_holm", "sim_low", "sim_high", "better")
+_ADDED = ("p_holm", "holm_low", "holm_high", "better")
 
 
 def _adjust(out: pd.DataFrame, estimate: str, alpha: float, sides: tuple[str, str] = ("mask", "nomask")) -> pd.DataFrame:
-    """Holm p-values, verdicts and Bonferroni-simultaneous intervals over the tested rows (the family)."""
+    """Holm p-values, verdicts and Holm-consistent intervals over the tested rows (the family)."""
     p = out["p_value"].to_numpy(float)
     out["p_holm"] = holm_where(p) if len(out) else []
-    low, high = bonferroni_interval(out[estimate].to_numpy(float), out["se"].to_numpy(float),
-                                    out["df"].to_numpy(float), np.isfinite(p), alpha)
-    out["sim_low"], out["sim_high"] = low, high
+    low, high = holm_interval(out[estimate].to_numpy(float), out["se"].to_numpy(float), out["df"].to_numpy(float),
+                              p, out["p_holm"].to_numpy(float), alpha)
+    out["holm_low"], out["holm_high"] = low, high
     out["better"] = [_verdict(d, q, alpha, sides) for d, q in zip(out[estimate], out["p_holm"])]
     return out
 

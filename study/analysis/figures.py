@@ -130,10 +130,10 @@ def plot_mask_effect(r: Ranking, path: Path) -> None:
 
 
 def _shown_interval(sel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The simultaneous interval where a row was tested, else its unadjusted one (the title says which)."""
+    """The Holm-adjusted interval where a row was tested, else its unadjusted one (the title says which)."""
     tested = (sel["better"] != NOT_TESTED).to_numpy()
-    low = np.where(tested, sel["sim_low"].to_numpy(float), sel["ci_low"].to_numpy(float))
-    high = np.where(tested, sel["sim_high"].to_numpy(float), sel["ci_high"].to_numpy(float))
+    low = np.where(tested, sel["holm_low"].to_numpy(float), sel["ci_low"].to_numpy(float))
+    high = np.where(tested, sel["holm_high"].to_numpy(float), sel["ci_high"].to_numpy(float))
     return low, high
 
 
@@ -142,7 +142,7 @@ def _interval_title(frame: pd.DataFrame, alpha: float) -> str:
     level = f"{1 - alpha:.0%}"
     if m == 0:
         return f"unadjusted {level} CI (not tested)"
-    return (f"simultaneous {level} CI (Bonferroni over {m} tests)"
+    return (f"Holm-adjusted {level} CI ({m} tests: excludes 0 exactly when Holm p < alpha)"
             + ("; untested: unadjusted CI" if m < len(frame) else ""))
 
 

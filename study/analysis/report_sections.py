@@ -134,9 +134,9 @@ def mask_effect_notes(r: Ranking) -> str:
     text = ("Δ is the difference of the two hypotheses' means (each averaged over its seeds and the same test "
             "images); negative favours the mask. Its interval and test use the same t statistic, whose standard "
             "error holds image sampling and seed-to-seed spread, on the degrees of freedom the seeds carry. The "
-            "interval is simultaneous over the tested family (Bonferroni), so one that excludes zero always has "
-            "Holm p below alpha; Holm, being the stronger procedure, can also reject where the interval touches "
-            "zero. The seed pairings column counts the (mask seed, no-mask seed) pairs whose per-model means "
+            "interval is Holm-adjusted: each is at the level of its own Holm step (between the unadjusted and the "
+            "Bonferroni level over the tested family), so it excludes zero exactly when Holm p is below alpha. "
+            "The seed pairings column counts the (mask seed, no-mask seed) pairs whose per-model means "
             "favour the mask.")
     if not e.empty and (e["better"] == NOT_TESTED).all():
         text += (f" **The effect cannot be tested at the model level**: the replicate for \"does the mask help "
@@ -248,8 +248,8 @@ def design_markdown(rankings: list[Ranking]) -> str:
         "between-seed variance of each hypothesis's per-model means), less the residual both contain. Their "
         "degrees of freedom are what the seeds carry: Welch–Satterthwaite over the seed parts alone, between "
         "S − 1 and the sum of S − 1 over the hypotheses involved (2 to 4 for a mask effect with 3 seeds per "
-        "side). The test uses the same t. Effects tables and figures show intervals simultaneous over their "
-        "tested family (Bonferroni); per-hypothesis means show unadjusted ones, which include the image variance "
+        "side). The test uses the same t. Effects tables and figures show Holm-adjusted intervals (each at the "
+        "level of its Holm step, so it excludes zero exactly when Holm p < alpha); per-hypothesis means show unadjusted ones, which include the image variance "
         "every hypothesis shares.",
         "- **Ranks, P(best), Pareto frequencies** come from a crossed bootstrap: each replicate resamples the test "
         "images once for all hypotheses and, independently per hypothesis, redraws its seed-to-seed error (a wild "

@@ -55,16 +55,19 @@ def holm_where(p_values: np.ndarray) -> np.ndarray:
     return out
 
 
-def bonferroni_interval(estimate: np.ndarray, se: np.ndarray, df: np.ndarray, tested: np.ndarray,
-                        alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Simultaneous intervals over the tested rows: each at level 1 - alpha/m for a family of m, so all
-    cover together with probability >= 1 - alpha. One that excludes zero has Bonferroni p < alpha, hence
-    Holm p < alpha: no printed interval contradicts a Holm verdict of "inconclusive". Untested rows: NaN."""
-    tested = np.asarray(tested, bool)
-    low, high = np.full(tested.shape, np.nan), np.full(tested.shape, np.nan)
+def holm_interval(estimate: np.ndarray, se: np.ndarray, df: np.ndarray, p: np.ndarray, p_holm: np.ndarray,
+                  alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Holm-consistent intervals over the tested rows: each at level 1 - alpha / f, where f = p_holm / p
+    is the row's own Holm multiplier (between 1 and the family size m). An interval then excludes zero
+    exactly when Holm p < alpha, so no printed interval contradicts its verdict either way; each is
+    at most as wide as the Bonferroni-simultaneous one. Untested rows (NaN p): NaN."""
+    tested = np.isfinite(p)
+    low, high = np.full(p.shape, np.nan), np.full(p.shape, np.nan)
     m = int(tested.sum())
     if m:
-        half = stats.t.ppf(1 - alpha / (2 * m), df[tested]) * se[tested]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(p[tested] > 0, np.clip(p_holm[tested] / p[tested], 1.0, m), m)
+        half = stats.t.ppf(1 - alpha / (2 * factor), df[tested]) * se[tested]
         low[tested], high[tested] = estimate[tested] - half, estimate[tested] + half
     return low, high
 

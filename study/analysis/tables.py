@@ -191,19 +191,19 @@ def format_number(v: float, digits: int = 4) -> str:
 
 
 def interval_label(frame: pd.DataFrame, alpha: float) -> str:
-    """The header of an effects table's interval column: simultaneous over the tested family (the
-    one Holm corrects), or unadjusted when nothing in it was tested."""
+    """The header of an effects table's interval column: Holm-adjusted over the tested family, or
+    unadjusted when nothing in it was tested."""
     m = int((frame["better"] != NOT_TESTED).sum())
     level = f"{1 - alpha:.0%}"
     if m == 0:
         return f"{level} CI (unadjusted)"
     note = "; † untested row, unadjusted" if m < len(frame) else ""
-    return f"Simultaneous {level} CI (Bonferroni over {m} tests{note})"
+    return f"Holm-adjusted {level} CI ({m} tests{note})"
 
 
 def interval_cell(x: pd.Series) -> str:
-    """A row's interval: the simultaneous one where it was tested, else the unadjusted one marked †
+    """A row's interval: the Holm-adjusted one where it was tested, else the unadjusted one marked †
     (or unmarked when no row was tested and the header says so)."""
     if x["better"] != NOT_TESTED:
-        return f"[{x['sim_low']:+.4f}, {x['sim_high']:+.4f}]"
+        return f"[{x['holm_low']:+.4f}, {x['holm_high']:+.4f}]"
     return f"[{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]"
