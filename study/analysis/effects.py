@@ -50,7 +50,8 @@ def mask_effect(cube: ScoreCube, moments: Moments, alpha: float) -> pd.DataFrame
 _ADDED = ("p_holm", "holm_low", "holm_high", "better")
 
 
-def _adjust(out: pd.DataFrame, estimate: str, alpha: float, sides: tuple[str, str] = ("mask", "nomask")) -> pd.DataFrame:
+def _adjust(out: pd.DataFrame, estimate: str, alpha: float,
+            sides: tuple[str, str] = ("mask", "nomask")) -> pd.DataFrame:
     """Holm p-values, verdicts and Holm-consistent intervals over the tested rows (the family)."""
     p = out["p_value"].to_numpy(float)
     out["p_holm"] = holm_where(p) if len(out) else []

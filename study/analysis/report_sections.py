@@ -82,7 +82,8 @@ def ranking_notes(r: Ranking) -> str:
     notes = [f"Means with their seed-aware {level} CI (unadjusted, per hypothesis). These intervals include the "
              "image-sampling variance that every hypothesis shares, so two overlapping intervals do not mean two "
              "hypotheses are indistinguishable: differences are paired by image, and the mask-effect table and "
-             "figure (paired differences) are the comparison. Rank: the standing by mean rank over the available metrics; "
+             "figure (paired differences) are the comparison. Rank: the standing by mean rank over the available "
+             "metrics; "
              "equal mean ranks share a rank (shown as 1=) rather than being ordered by input."
              f" Rank interval: {level} interval of the rank over {r.n_boot} crossed-bootstrap replicates."]
     notes.append("Pareto front: no other hypothesis is at least as good on every metric and better on one, at the "
@@ -249,7 +250,8 @@ def design_markdown(rankings: list[Ranking]) -> str:
         "degrees of freedom are what the seeds carry: Welch–Satterthwaite over the seed parts alone, between "
         "S − 1 and the sum of S − 1 over the hypotheses involved (2 to 4 for a mask effect with 3 seeds per "
         "side). The test uses the same t. Effects tables and figures show Holm-adjusted intervals (each at the "
-        "level of its Holm step, so it excludes zero exactly when Holm p < alpha); per-hypothesis means show unadjusted ones, which include the image variance "
+        "level of its Holm step, so it excludes zero exactly when Holm p < alpha); per-hypothesis means show "
+        "unadjusted ones, which include the image variance "
         "every hypothesis shares.",
         "- **Ranks, P(best), Pareto frequencies** come from a crossed bootstrap: each replicate resamples the test "
         "images once for all hypotheses and, independently per hypothesis, redraws its seed-to-seed error (a wild "

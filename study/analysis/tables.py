@@ -145,7 +145,8 @@ def format_ranking_table(r: Ranking) -> str:
     header = ["rank", "interval", "hypothesis", *(METRIC_LABELS[m] for m in r.metrics), "mean rank", "P(best)"]
     body = [[row["rank_label"], f"{row['rank_low']}-{row['rank_high']}",
              row["hypothesis"] + (" *" if row["top_group"] and len(r.top_group) > 1 else ""),
-             *(row[f"{m}_fmt"] for m in r.metrics), f"{row['mean_rank']:.2f}", _p_best(r, row["hypothesis"], row["p_best"])]
+             *(row[f"{m}_fmt"] for m in r.metrics), f"{row['mean_rank']:.2f}",
+             _p_best(r, row["hypothesis"], row["p_best"])]
             for _, row in table.iterrows()]
     widths = [max(len(c), *(len(b[k]) for b in body)) for k, c in enumerate(header)]
 
