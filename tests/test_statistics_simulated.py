@@ -42,8 +42,10 @@ def test_ci_coverage_is_near_nominal(n_images: int, n_seeds: int, seed_sd: float
         mean_hits += mean.ci_low[0] <= 0.43 <= mean.ci_high[0]
         diff = m.contrast([1.0, -1.0], ALPHA)
         effect_hits += diff.ci_low[0] <= 0.03 <= diff.ci_high[0]
-    assert 0.90 <= mean_hits / REPS <= 0.99
-    assert 0.90 <= effect_hits / REPS <= 0.99
+    # The df the seeds carry make these conservative where image sampling is a large share of the
+    # variance (README: the trade); they must never undercover.
+    assert mean_hits / REPS >= 0.94
+    assert effect_hits / REPS >= 0.94
 
 
 def test_image_only_intervals_would_undercover_when_seeds_vary() -> None:

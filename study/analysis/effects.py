@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from study.analysis.scores import ScoreCube
-from study.analysis.statistics import MIN_TEST_SEEDS, Moments, holm_where, sign_consistency
+from study.analysis.statistics import MIN_TEST_SEEDS, Moments, holm_interval, holm_where, sign_consistency
 
-MASK_EFFECT_COLUMNS = ["loss", "metric", "diff", "ci_low", "ci_high", "se", "df", "p_value", "p_holm", "better",
-                       "seeds_mask", "seeds_nomask", "mask_better_pairs", "pairs"]
+MASK_EFFECT_COLUMNS = ["loss", "metric", "diff", "ci_low", "ci_high", "se", "df", "p_value", "p_holm", "holm_low",
+                       "holm_high", "better", "seeds_mask", "seeds_nomask", "mask_better_pairs", "pairs"]
 FACTORIAL_COLUMNS = ["metric", "effect", "level", "estimate", "ci_low", "ci_high", "se", "df", "p_value", "p_holm",
-                     "min_seeds", "seeds_assessed"]
+                     "holm_low", "holm_high", "better", "min_seeds", "seeds_assessed"]
 NOT_TESTED = "not tested"
 
 
@@ -43,26 +43,52 @@ def mask_effect(cube: ScoreCube, moments: Moments, alpha: float) -> pd.DataFrame
                          "ci_high": float(c.ci_high[j]), "se": float(c.se[j]), "df": float(c.df[j]),
                          "p_value": float(c.p_value[j]) if testable else np.nan, "seeds_mask": sm,
                          "seeds_nomask": sn, "mask_better_pairs": int(below[j]), "pairs": pairs})
-    out = pd.DataFrame(rows, columns=[c for c in MASK_EFFECT_COLUMNS if c not in ("p_holm", "better")])
-    out["p_holm"] = holm_where(out["p_value"].to_numpy(float)) if len(out) else []
-    out["better"] = [_verdict(d, p, alpha) for d, p in zip(out["diff"], out["p_holm"])]
-    return out[MASK_EFFECT_COLUMNS]
+    out = pd.DataFrame(rows, columns=[c for c in MASK_EFFECT_COLUMNS if c not in _ADDED])
+    return _adjust(out, "diff", alpha)[MASK_EFFECT_COLUMNS]
 
 
-def _verdict(diff: float, p_holm: float, alpha: float) -> str:
+_ADDED = ("p_holm", "holm_low", "holm_high", "better")
+
+
+def _adjust(out: pd.DataFrame, estimate: str, alpha: float,
+            sides: tuple[str, str] = ("mask", "nomask")) -> pd.DataFrame:
+    """Holm p-values, verdicts and Holm-consistent intervals over the tested rows (the family)."""
+    p = out["p_value"].to_numpy(float)
+    out["p_holm"] = holm_where(p) if len(out) else []
+    low, high = holm_interval(out[estimate].to_numpy(float), out["se"].to_numpy(float), out["df"].to_numpy(float),
+                              p, out["p_holm"].to_numpy(float), alpha)
+    out["holm_low"], out["holm_high"] = low, high
+    out["better"] = [_verdict(d, q, alpha, sides) for d, q in zip(out[estimate], out["p_holm"])]
+    return out
+
+
+def _verdict(diff: float, p_holm: float, alpha: float, sides: tuple[str, str]) -> str:
+    """sides[0] when a Holm-significant estimate is below zero, sides[1] when above."""
     if not np.isfinite(p_holm):
         return NOT_TESTED
     if p_holm < alpha:
-        return "mask" if diff < 0 else "nomask"
+        return sides[0] if diff < 0 else sides[1]
     return "inconclusive"
 
 
-def factorial(cube: ScoreCube, moments: Moments, alpha: float) -> pd.DataFrame:
-    """The paper's question as a 2-way layout over the losses run both ways: the mask main effect
-    (mask - no mask, averaged over losses), each loss's main effect (its mean over mask on/off minus
-    the average over losses) and each loss's interaction (its mask effect minus the average mask
-    effect). Negative favours the mask / the loss. Tested only with >= 3 seeds per hypothesis."""
+def factorial_losses(cube: ScoreCube) -> tuple[list[tuple[str, int, int]], list[str]]:
+    """The losses the factorial runs on and the ones it leaves out: when some losses have
+    MIN_TEST_SEEDS seeds on both sides, the factorial is those (a failed seed elsewhere costs its
+    own loss, not every test); when none has, all balanced losses, estimated but not tested."""
     cells = balanced_losses(cube)
+    complete = [c for c in cells if min(cube.n_seeds[c[1]], cube.n_seeds[c[2]]) >= MIN_TEST_SEEDS]
+    if not complete:
+        return cells, []
+    return complete, [c[0] for c in cells if c not in complete]
+
+
+def factorial(cube: ScoreCube, moments: Moments, alpha: float) -> pd.DataFrame:
+    """The paper's question as a 2-way layout over the losses run both ways (those of
+    `factorial_losses`): the mask main effect (mask - no mask, averaged over losses), each loss's
+    main effect (its mean over mask on/off minus the average over losses) and each loss's
+    interaction (its mask effect minus the average mask effect). Negative favours the mask / the
+    loss. Tested only with >= 3 seeds per hypothesis."""
+    cells, _ = factorial_losses(cube)
     n_hyp, n_loss = len(cube.hypotheses), len(cells)
     contrasts: list[tuple[str, str, np.ndarray]] = []
     if n_loss:
@@ -93,6 +119,5 @@ def factorial(cube: ScoreCube, moments: Moments, alpha: float) -> pd.DataFrame:
                          "ci_low": float(c.ci_low[j]), "ci_high": float(c.ci_high[j]), "se": float(c.se[j]),
                          "df": float(c.df[j]), "p_value": float(c.p_value[j]) if testable else np.nan,
                          "min_seeds": c.min_seeds, "seeds_assessed": c.seeds_assessed})
-    out = pd.DataFrame(rows, columns=[c for c in FACTORIAL_COLUMNS if c != "p_holm"])
-    out["p_holm"] = holm_where(out["p_value"].to_numpy(float)) if len(out) else []
-    return out[FACTORIAL_COLUMNS]
+    out = pd.DataFrame(rows, columns=[c for c in FACTORIAL_COLUMNS if c not in _ADDED])
+    return _adjust(out, "estimate", alpha, ("negative", "positive"))[FACTORIAL_COLUMNS]

@@ -87,7 +87,8 @@ def plot_metric_points(r: Ranking, path: Path) -> None:
         _loss_axis(ax, metric, losses)
     _legend_below(fig, *_unique_handles(fig.axes))
     fig.suptitle(f"Test metrics, {r.title}: mean and {1 - r.alpha:.0%} seed-aware CI (lower is better)"
-                 f"{_unavailable_note(r)}")
+                 f"{_unavailable_note(r)};\nthe CIs include the image variance all hypotheses share: compare "
+                 "hypotheses on the paired differences (mask-effect figure)", fontsize=10)
     save(fig, path)
 
 
@@ -116,15 +117,33 @@ def plot_mask_effect(r: Ranking, path: Path) -> None:
             if not pick.any():
                 continue
             d = sel["diff"].to_numpy(float)[pick]
-            err = np.vstack([d - sel["ci_low"].to_numpy(float)[pick], sel["ci_high"].to_numpy(float)[pick] - d])
+            low, high = _shown_interval(sel)
+            err = np.vstack([d - low[pick], high[pick] - d])
             hollow = verdict in ("inconclusive", NOT_TESTED)
             ax.errorbar(x[pick], d, yerr=err, fmt="s" if verdict == NOT_TESTED else "o",
                         mfc="white" if hollow else colour, color=colour, capsize=3, label=label)
         _loss_axis(ax, metric, losses)
     _legend_below(fig, *_unique_handles(fig.axes))
-    fig.suptitle(f"Mask effect, {r.title}: mask − no mask with {1 - r.alpha:.0%} seed-aware CI "
-                 f"(below 0 favours the mask)")
+    fig.suptitle(f"Mask effect, {r.title}: mask − no mask (paired by image), {_interval_title(e, r.alpha)};\n"
+                 "filled: Holm p < alpha (below 0 favours the mask)", fontsize=10)
     save(fig, path)
+
+
+def _shown_interval(sel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The Holm-adjusted interval where a row was tested, else its unadjusted one (the title says which)."""
+    tested = (sel["better"] != NOT_TESTED).to_numpy()
+    low = np.where(tested, sel["holm_low"].to_numpy(float), sel["ci_low"].to_numpy(float))
+    high = np.where(tested, sel["holm_high"].to_numpy(float), sel["ci_high"].to_numpy(float))
+    return low, high
+
+
+def _interval_title(frame: pd.DataFrame, alpha: float) -> str:
+    m = int((frame["better"] != NOT_TESTED).sum())
+    level = f"{1 - alpha:.0%}"
+    if m == 0:
+        return f"unadjusted {level} CI (not tested)"
+    return (f"Holm-adjusted {level} CI ({m} tests: excludes 0 exactly when Holm p < alpha)"
+            + ("; untested: unadjusted CI" if m < len(frame) else ""))
 
 
 def plot_factorial(r: Ranking, path: Path) -> None:
@@ -140,18 +159,22 @@ def plot_factorial(r: Ranking, path: Path) -> None:
     for ax, metric in zip(axes, metrics):
         sel = f[f["metric"] == metric].reset_index(drop=True)
         ax.axvline(0, color="black", lw=0.8)
+        low, high = _shown_interval(sel)
+        significant = sel["better"].isin(["negative", "positive"]).to_numpy()
         for effect, colour in colours.items():
-            pick = (sel["effect"] == effect).to_numpy()
-            if pick.any():
-                est = sel["estimate"].to_numpy(float)[pick]
-                err = np.vstack([est - sel["ci_low"].to_numpy(float)[pick], sel["ci_high"].to_numpy(float)[pick] - est])
-                ax.errorbar(est, y[pick], xerr=err, fmt="o", color=colour, capsize=2, label=effect)
+            for filled in (True, False):
+                pick = (sel["effect"] == effect).to_numpy() & (significant == filled)
+                if pick.any():
+                    est = sel["estimate"].to_numpy(float)[pick]
+                    err = np.vstack([est - low[pick], high[pick] - est])
+                    ax.errorbar(est, y[pick], xerr=err, fmt="o", color=colour, mfc=colour if filled else "white",
+                                capsize=2, label=effect)
         ax.set_yticks(y, labels, fontsize=8)
         ax.set_title(METRIC_LABELS[metric])
         ax.grid(axis="x", alpha=0.3)
     _legend_below(fig, *_unique_handles(axes))
-    fig.suptitle(f"Loss x mask factorial, {r.title}: effects with {1 - r.alpha:.0%} seed-aware CI "
-                 "(below 0 favours the mask / the loss)")
+    fig.suptitle(f"Loss x mask factorial, {r.title}: effects with {_interval_title(f, r.alpha)};\n"
+                 "filled: Holm p < alpha (below 0 favours the mask / the loss)", fontsize=10)
     save(fig, path)
 
 

@@ -54,7 +54,9 @@ def plot_rank_intervals(r: Ranking, path: Path) -> None:
     ax.set_xticks(range(1, n + 1))
     ax.set_xlabel("rank (1 = best mean rank over metrics)")
     ax.grid(axis="x", alpha=0.3)
-    caveat = "" if r.claims_ok else f"; only {'/'.join(map(str, r.seed_counts))} seed(s): intervals understate seed spread"
+    caveat = ("" if r.claims_ok else
+              f"; fewer than 3 seeds for {', '.join(r.short)}: their intervals understate seed spread" if r.any_claims
+              else f"; only {'/'.join(map(str, r.seed_counts))} seed(s): intervals understate seed spread")
     fig.suptitle(f"Ranks, {r.title}: point = rank, line = {1 - r.alpha:.0%} bootstrap rank interval;\n"
                  f"red bars join hypotheses that are not separable; blue = not distinguishable from the best{caveat}",
                  fontsize=10)

@@ -56,7 +56,8 @@ def magnitudes_comparable(source: str | None, image_size: int | None) -> bool:
 
 def direction_agreement(ranking: Ranking, paper: pd.DataFrame) -> pd.DataFrame:
     """Per loss x metric: the sign of the paper's mask effect against this study's. `clear` says
-    whether the study's interval excludes zero (an agreement inside noise is no agreement)."""
+    whether the study's effect is Holm-significant, the correction the mask-effect table applies (an
+    agreement inside noise is no agreement, and neither is one of many unadjusted intervals)."""
     rows = []
     for e in ranking.mask_effect.itertuples(index=False):
         mask_h, nomask_h = hypothesis_name(e.loss, True), hypothesis_name(e.loss, False)
@@ -66,7 +67,7 @@ def direction_agreement(ranking: Ranking, paper: pd.DataFrame) -> pd.DataFrame:
         rows.append({"view": ranking.view, "region": ranking.region, "loss": e.loss, "metric": e.metric,
                      "paper_diff": paper_diff, "study_diff": float(e.diff), "ci_low": float(e.ci_low),
                      "ci_high": float(e.ci_high), "agree": bool(np.sign(paper_diff) == np.sign(e.diff)),
-                     "clear": bool(e.ci_low > 0 or e.ci_high < 0)})
+                     "clear": bool(np.isfinite(e.p_holm) and e.p_holm < ranking.alpha)})
     return pd.DataFrame(rows, columns=DIRECTION_COLUMNS)
 
 

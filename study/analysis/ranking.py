@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.analysis.effects import factorial, mask_effect
+from study.analysis.effects import factorial, factorial_losses, mask_effect
 from study.analysis.resampling import crossed_bootstrap, rank_stats
 from study.analysis.scores import (LEGACY_VIEW, METRIC_LABELS, METRICS, REGION_TITLES, VIEW_TITLES, ScoreCube,
                                    build_cube, grid_sorted, hypothesis_name, pair_title)
@@ -29,6 +29,9 @@ SUMMARY_COLUMNS = ["hypothesis", "loss", "mask", "metric", "mean", "ci_low", "ci
 OVERALL_COLUMNS = ["hypothesis", "loss", "mask", "mean_rank", "rank", "tied", "rank_low", "rank_high", "top_group",
                    "wins", "p_best", "n_seeds"]
 PARETO_COLUMNS = ["hypothesis", "on_front", "p_front", "dominant", "p_dominant", "n_seeds"]
+# "Dominates" is said only of a hypothesis that dominates in this share of bootstrap replicates: at
+# the point means alone some hypothesis dominates in a sizeable share of studies where none differs.
+DOMINANCE_LEVEL = 0.95
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Ranking:
     pareto: pd.DataFrame = field(default_factory=pd.DataFrame)
     seed_means: pd.DataFrame = field(default_factory=pd.DataFrame)
     metric_agreement: tuple[float, float] | None = None  # min, max Spearman between metrics over hypotheses
+    factorial_left_out: list[str] = field(default_factory=list)  # losses short of seeds, not in the factorial
 
     @property
     def key(self) -> str:
@@ -85,8 +89,28 @@ class Ranking:
 
     @property
     def claims_ok(self) -> bool:
-        """Enough seeds per hypothesis for model-level tests, P(best) and dominance frequencies."""
+        """Enough seeds for every hypothesis for model-level tests, P(best) and dominance frequencies."""
         return self.min_seeds >= MIN_TEST_SEEDS
+
+    @property
+    def short(self) -> list[str]:
+        """Hypotheses with fewer than MIN_TEST_SEEDS seeds (a failed seed, or a study run with fewer)."""
+        counts = self.overall.set_index("hypothesis")["n_seeds"]
+        return [h for h in self.hypotheses if counts[h] < MIN_TEST_SEEDS]
+
+    @property
+    def any_claims(self) -> bool:
+        """At least one hypothesis has enough seeds for its P(best) and frequencies to be shown."""
+        return len(self.short) < len(self.hypotheses)
+
+    @property
+    def reliably_dominant(self) -> str | None:
+        """The dominant hypothesis only when it dominates in >= DOMINANCE_LEVEL of the bootstrap
+        replicates and has the seeds for that frequency to mean something."""
+        if self.dominant is None or self.dominant in self.short:
+            return None
+        freq = float(self.pareto.set_index("hypothesis").at[self.dominant, "p_dominant"])
+        return self.dominant if freq >= DOMINANCE_LEVEL else None
 
     @property
     def top_group(self) -> list[str]:
@@ -148,7 +172,13 @@ def rank(scores: pd.DataFrame, region: str = FULL, n_boot: int = 2000, alpha: fl
     the top group is every hypothesis whose interval overlaps the best one's.
     """
     check_boot_args(n_boot, alpha)
-    cube = build_cube(scores, view, region)
+    return rank_cube(build_cube(scores, view, region), n_boot, alpha, seed)
+
+
+def rank_cube(cube: ScoreCube, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> Ranking:
+    """`rank` on a cube already laid out (the simulation tests feed it cubes directly)."""
+    check_boot_args(n_boot, alpha)
+    region, view = cube.region, cube.view
     moments = Moments(cube.x, cube.n_seeds)
     point = moments.hyp_means
     boot = crossed_bootstrap(cube.x, cube.n_seeds, n_boot, np.random.default_rng(seed))
@@ -170,5 +200,5 @@ def rank(scores: pd.DataFrame, region: str = FULL, n_boot: int = 2000, alpha: fl
         pareto_front=[h for h, f in zip(hyps, rs.on_front) if f], dominant=dominant[0] if dominant else None,
         overall=overall, pareto=pareto, seed_means=_seed_means(cube, moments),
         unavailable_metrics=cube.unavailable, n_boot=int(n_boot), alpha=float(alpha), n_dropped_images=cube.n_dropped,
-        metric_agreement=_metric_agreement(point),
+        metric_agreement=_metric_agreement(point), factorial_left_out=factorial_losses(cube)[1],
     )

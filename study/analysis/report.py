@@ -226,7 +226,7 @@ def _ranking_section(r: Ranking, figure: Callable[..., str], paper: pd.DataFrame
     parts.append(f"### Loss × mask factorial: {r.title}")
     parts.append(md.factorial_markdown(r))
     if not r.factorial.empty:
-        parts.append(md.FACTORIAL_NOTE)
+        parts.append(md.factorial_notes(r))
         rel = figure(f"factorial_{key}.png", plot_factorial, r)
         parts.append(f"![Loss x mask factorial effects, {r.title}]({rel})")
     return parts

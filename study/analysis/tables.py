@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from study.analysis.effects import NOT_TESTED
-from study.analysis.ranking import METRIC_LABELS, Ranking
+from study.analysis.ranking import DOMINANCE_LEVEL, METRIC_LABELS, Ranking
 from study.analysis.statistics import MIN_TEST_SEEDS
 from study.config.views import PAIR_ORDER, PAPER
 
@@ -46,16 +46,37 @@ def winner_sentence(r: Ranking) -> str:
         text = f"Best: {best} (rank interval {int(row['rank_low'])}-{int(row['rank_high'])}, separable from the rest)"
     if len(top) > 1:
         text += " (tied)"
-    pareto = r.pareto.set_index("hypothesis")
-    if r.dominant is not None:
-        freq = float(pareto.at[r.dominant, "p_dominant"])
-        text += f". {r.dominant} dominates every other hypothesis at the means"
-        text += f" (in {freq:.0%} of bootstrap replicates)" if r.claims_ok else ""
-    if not r.claims_ok:
+    text += _dominance_clause(r)
+    if not r.any_claims:
         text += (f". With {seeds_text(r)} seed(s) per hypothesis (< {MIN_TEST_SEEDS}) seed-to-seed spread is "
                  + ("not assessed" if r.min_seeds < 2 else "barely estimable")
                  + ": P(best) and dominance frequencies are not reported")
+    elif r.short:
+        text += (f". {short_text(r)} (fewer than {MIN_TEST_SEEDS}): P(best) and dominance frequencies are not "
+                 "reported for it; they are for the others")
     return text
+
+
+def short_text(r: Ranking) -> str:
+    """'l2/nomask has 2' or 'a has 2, b has 1': the hypotheses short of seeds."""
+    counts = r.overall.set_index("hypothesis")["n_seeds"]
+    return ", ".join(f"{h} has {int(counts[h])} seed{'s' if counts[h] != 1 else ''}" for h in r.short)
+
+
+def _dominance_clause(r: Ranking) -> str:
+    """'Dominates' only at DOMINANCE_LEVEL of the bootstrap replicates; a dominance at the point means
+    alone is not evidence (with nothing to find, some hypothesis often dominates at the means)."""
+    if r.reliably_dominant is not None:
+        freq = float(r.pareto.set_index("hypothesis").at[r.reliably_dominant, "p_dominant"])
+        return f". {r.reliably_dominant} dominates every other hypothesis (in {freq:.0%} of bootstrap replicates)"
+    if r.dominant is None or len(r.overall) < 2:
+        return ""
+    if r.dominant in r.short:
+        return (f". No hypothesis dominates reliably ({r.dominant} is lowest on every metric at the means, but its "
+                "seeds are too few to say how often)")
+    freq = float(r.pareto.set_index("hypothesis").at[r.dominant, "p_dominant"])
+    return (f". No hypothesis dominates reliably ({r.dominant} is lowest on every metric at the means, in {freq:.0%} "
+            f"of bootstrap replicates; {DOMINANCE_LEVEL:.0%} needed)")
 
 
 def mask_effect_sentence(r: Ranking) -> str:
@@ -71,10 +92,24 @@ def mask_effect_sentence(r: Ranking) -> str:
         return (f"Mask effect: cannot be tested at the model level with {'/'.join(map(str, seeds))} seed(s) per side "
                 f"(a test needs >= {MIN_TEST_SEEDS}). The estimate favours the mask on {favours} of {n} loss x metric "
                 f"pairs; on {consistent} of {n} every seed pairing agrees in sign. Per-seed means are in the report.")
-    counts = e["better"].value_counts()
-    return (f"Mask effect (model level, Holm across {n} loss x metric tests, alpha {r.alpha:g}): the mask is "
-            f"better on {int(counts.get('mask', 0))}, worse on {int(counts.get('nomask', 0))}, inconclusive on "
+    tested = e[e["better"] != NOT_TESTED]
+    counts = tested["better"].value_counts()
+    text = (f"Mask effect (model level, Holm across {len(tested)} loss x metric tests, alpha {r.alpha:g}): the mask "
+            f"is better on {int(counts.get('mask', 0))}, worse on {int(counts.get('nomask', 0))}, inconclusive on "
             f"{int(counts.get('inconclusive', 0))}; every seed pairing agrees in sign on {consistent} of {n}.")
+    if len(tested) < n:
+        text += (f" Tested: {', '.join(_losses(tested))}. Not tested (fewer than {MIN_TEST_SEEDS} seeds on a side): "
+                 + "; ".join(_untested_loss(e, loss) for loss in _losses(e[e["better"] == NOT_TESTED])) + ".")
+    return text
+
+
+def _losses(e: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(e["loss"]))
+
+
+def _untested_loss(e: pd.DataFrame, loss: str) -> str:
+    row = e[e["loss"] == loss].iloc[0]
+    return f"{loss} ({int(row['seeds_mask'])} mask / {int(row['seeds_nomask'])} no-mask seeds)"
 
 
 def ranking_table(r: Ranking) -> pd.DataFrame:
@@ -99,8 +134,8 @@ def ranking_table(r: Ranking) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _p_best(r: Ranking, value: float) -> str:
-    return f"{value:.2f}" if r.claims_ok else "—"
+def _p_best(r: Ranking, hypothesis: str, value: float) -> str:
+    return "—" if hypothesis in r.short else f"{value:.2f}"
 
 
 def format_ranking_table(r: Ranking) -> str:
@@ -109,7 +144,8 @@ def format_ranking_table(r: Ranking) -> str:
     header = ["rank", "interval", "hypothesis", *(METRIC_LABELS[m] for m in r.metrics), "mean rank", "P(best)"]
     body = [[row["rank_label"], f"{row['rank_low']}-{row['rank_high']}",
              row["hypothesis"] + (" *" if row["top_group"] and len(r.top_group) > 1 else ""),
-             *(row[f"{m}_fmt"] for m in r.metrics), f"{row['mean_rank']:.2f}", _p_best(r, row["p_best"])]
+             *(row[f"{m}_fmt"] for m in r.metrics), f"{row['mean_rank']:.2f}",
+             _p_best(r, row["hypothesis"], row["p_best"])]
             for _, row in table.iterrows()]
     widths = [max(len(c), *(len(b[k]) for b in body)) for k, c in enumerate(header)]
 
@@ -148,3 +184,22 @@ def format_headline(rankings: dict) -> str:
     if rest:
         parts.append(f"Also in the report: {'; '.join(rest)}.")
     return "\n".join(parts)
+
+
+def interval_label(frame: pd.DataFrame, alpha: float) -> str:
+    """The header of an effects table's interval column: Holm-adjusted over the tested family, or
+    unadjusted when nothing in it was tested."""
+    m = int((frame["better"] != NOT_TESTED).sum())
+    level = f"{1 - alpha:.0%}"
+    if m == 0:
+        return f"{level} CI (unadjusted)"
+    note = "; † untested row, unadjusted" if m < len(frame) else ""
+    return f"Holm-adjusted {level} CI ({m} tests{note})"
+
+
+def interval_cell(x: pd.Series) -> str:
+    """A row's interval: the Holm-adjusted one where it was tested, else the unadjusted one marked †
+    (or unmarked when no row was tested and the header says so)."""
+    if x["better"] != NOT_TESTED:
+        return f"[{x['holm_low']:+.4f}, {x['holm_high']:+.4f}]"
+    return f"[{x['ci_low']:+.4f}, {x['ci_high']:+.4f}]"
