@@ -111,6 +111,9 @@ def _call_with_timeout(fn: Callable[[], T], timeout: float) -> T:
     return box["value"]
 
 
+SQLITE_FIRST_USE_S = 300.0
+
+
 def preflight(uri: str | None, timeout: float = 10.0) -> str:
     """Fail fast (within `timeout`) when the tracking store cannot be reached; returns the resolved URI."""
     resolved = resolved_tracking_uri(uri)
@@ -121,7 +124,10 @@ def preflight(uri: str | None, timeout: float = 10.0) -> str:
     try:
         with _first_use_lock(database):
             new_store = database is not None and not database.exists()
-            _call_with_timeout(lambda: client_for(resolved).search_experiments(max_results=1), timeout)
+            # The timeout is for a server that does not answer. A local SQLite file always answers, but
+            # creating MLflow's tables in a new one takes 10-30 s on a busy 2-core machine: not a failure.
+            limit = timeout if database is None else max(timeout, SQLITE_FIRST_USE_S)
+            _call_with_timeout(lambda: client_for(resolved).search_experiments(max_results=1), limit)
     except Exception as error:  # any failure here means "cannot track": say which and stop
         raise TrackingUnavailableError(resolved, f"{error.__class__.__name__}: {first_line(error)[:300]}") from None
     if new_store:
